@@ -1,0 +1,88 @@
+"""Run a bundle of ``bundles/`` through ``python -m monai.bundle``, as a user would, in a subprocess.
+
+Shared by the demo, the reproduction script and the tests so that every bundle run goes through the
+same command line (config merging, ``--bundle_root``, metadata and logging files, overrides).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+BUNDLES_DIR = REPO_ROOT / "bundles"
+
+
+def bundle_dir(bundle: str | os.PathLike) -> Path:
+    """Folder of a bundle given by name (``unet_em_segmentation``) or path."""
+    path = Path(bundle)
+    if not path.is_dir():
+        path = BUNDLES_DIR / str(bundle)
+    if not (path / "configs").is_dir():
+        known = sorted(p.name for p in BUNDLES_DIR.iterdir() if (p / "configs").is_dir())
+        raise FileNotFoundError(f"no bundle at {bundle!r}; known bundles: {known}")
+    return path.resolve()
+
+
+def format_override(value: Any) -> str:
+    """A value as ``monai.bundle``'s command line (python-fire) parses it back."""
+    if isinstance(value, (os.PathLike,)):
+        return str(value)
+    if isinstance(value, str):
+        return value
+    return json.dumps(value) if not isinstance(value, (bool, type(None))) else repr(value)
+
+
+def bundle_command(
+    bundle: str | os.PathLike,
+    configs: Sequence[str] = ("train.json",),
+    target: str | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> list[str]:
+    """The ``python -m monai.bundle run`` command line for ``configs`` (merged in order) of ``bundle``."""
+    root = bundle_dir(bundle)
+    config_files = [str(root / "configs" / name) for name in configs]
+    command = [sys.executable, "-m", "monai.bundle", "run"]
+    if target:
+        command.append(target)
+    command += [
+        "--config_file",
+        json.dumps(config_files) if len(config_files) > 1 else config_files[0],
+        "--meta_file",
+        str(root / "configs" / "metadata.json"),
+        "--logging_file",
+        str(root / "configs" / "logging.conf"),
+        "--bundle_root",
+        str(root),
+    ]
+    for key, value in (overrides or {}).items():
+        command += [f"--{key}", format_override(value)]
+    return command
+
+
+def run_bundle(
+    bundle: str | os.PathLike,
+    configs: Sequence[str] = ("train.json",),
+    target: str | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout: float | None = None,
+    capture: bool = False,
+) -> subprocess.CompletedProcess:
+    """Runs the bundle command; raises ``CalledProcessError`` (with the output tail) when it fails."""
+    command = bundle_command(bundle, configs, target, overrides)
+    full_env = {**os.environ, **(env or {})}
+    # the project's packages must import even when it is not pip-installed (e.g. a plain checkout)
+    full_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), full_env.get("PYTHONPATH")]))
+    result = subprocess.run(
+        command, cwd=REPO_ROOT, env=full_env, timeout=timeout, text=True, capture_output=capture, check=False
+    )
+    if result.returncode != 0:
+        tail = (result.stdout or "")[-4000:] + (result.stderr or "")[-4000:] if capture else ""
+        raise subprocess.CalledProcessError(result.returncode, command, output=tail)
+    return result

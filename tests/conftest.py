@@ -1,0 +1,34 @@
+"""Shared test fixtures: where the real data lives, and small helpers."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def data_root() -> Path:
+    """Real data folder: ``$MEDSEG_DATA``, else ``../shared/data`` beside the repository."""
+    return Path(os.environ.get("MEDSEG_DATA", REPO_ROOT.parent / "shared" / "data")).resolve()
+
+
+def require_dataset(name: str) -> Path:
+    """Path of a real dataset; fails under CI (``CI=true``) when it is missing, skips elsewhere."""
+    path = data_root() / name
+    if not path.is_dir():
+        message = f"real dataset {name!r} not found at {path} (set MEDSEG_DATA)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+@pytest.fixture
+def isbi_dir() -> Path:
+    return require_dataset("isbi2012_em")
+
+
+@pytest.fixture
+def phc_dir() -> Path:
+    return require_dataset("phc_usiigaci")

@@ -1,0 +1,167 @@
+"""scripts/benchmark.py: FLOP counts, the naive baseline (network and fixed-tile loop), interleaved timing, and a
+tiny end-to-end run of the ``unet2015`` subcommand through its command line."""
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn as nn
+
+from custom_networks.unet2015 import UNet2015
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = REPO_ROOT / "scripts" / "benchmark.py"
+TINY_FEATURES = (2, 4, 8)  # depth 2: border 20, valid tiles 44, 48, 52, ...
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("benchmark_under_test", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve string annotations through sys.modules
+    spec.loader.exec_module(module)
+    return module
+
+
+benchmark = load_script()
+
+
+def test_convolution_flops_match_hand_counts():
+    conv = nn.Conv2d(3, 5, kernel_size=3)
+    # output 8x10 per image, 2 images, 3*9 multiply-accumulates per output element, 2 FLOPs each
+    forward = 2 * (2 * 5 * 8 * 10) * (3 * 9)
+    assert benchmark.convolution_flops(conv, (2, 3, 10, 12)) == forward
+    # backward of a first layer: only the weight gradient (the input needs none), as many FLOPs as the forward
+    assert benchmark.convolution_flops(conv, (2, 3, 10, 12), backward=True) == 2 * forward
+    up = nn.ConvTranspose2d(4, 6, kernel_size=2, stride=2)
+    # every input element feeds 6 channels x 2x2 taps
+    assert benchmark.convolution_flops(up, (1, 4, 5, 5)) == 2 * (4 * 5 * 5) * 6 * 4
+    assert not any(p.is_meta for p in conv.parameters())  # counted on the meta device, module untouched
+
+
+def test_dense_conv_peak_case_counts_its_work():
+    case = benchmark.dense_conv_peak_case(channels=4, size=6, calls=2)
+    assert case.flops == 2 * 4 * 4 * 9 * 6 * 6 * 2
+    case.run()
+    with pytest.raises(ValueError, match="channels"):
+        benchmark.dense_conv_peak_case(channels=0)
+
+
+def test_naive_unet_with_copied_weights_equals_unet2015():
+    torch.manual_seed(0)
+    net = UNet2015(features=TINY_FEATURES).eval()
+    naive = benchmark.copy_unet2015_weights(net, benchmark.NaiveUNet(1, 2, TINY_FEATURES)).eval()
+    tile = torch.rand(2, 1, 68, 68)
+    with torch.no_grad():
+        expected = net(tile)
+        got = naive(tile)
+    assert got.shape == expected.shape == (2, 2, 28, 28)
+    assert torch.allclose(got, expected, atol=1e-5, rtol=1e-5)
+    assert len(naive.conv_layers()) == 2 * 3 + 3 * 2 + 1  # 3 double convs down, 2 steps up (+deconv), 1x1 conv
+    with pytest.raises(ValueError, match="convolutions"):
+        benchmark.copy_unet2015_weights(UNet2015(features=(2, 4)), benchmark.NaiveUNet(1, 2, TINY_FEATURES))
+    with pytest.raises(ValueError, match="differs"):
+        benchmark.copy_unet2015_weights(UNet2015(features=(2, 4, 16)), benchmark.NaiveUNet(1, 2, TINY_FEATURES))
+
+
+def test_fixed_tiles_cover_the_image_like_the_usual_loop():
+    # 512 pixels, 388-pixel outputs: tiles at 0 and 124, the second writing only from 388 on
+    assert benchmark.fixed_tile_starts(512, 388) == [(0, 0), (124, 388)]
+    assert benchmark.fixed_tile_starts(388, 388) == [(0, 0)]
+    assert benchmark.fixed_tile_starts(1000, 388) == [(0, 0), (388, 388), (612, 776)]
+    with pytest.raises(ValueError, match="cannot be covered"):
+        benchmark.fixed_tile_starts(300, 388)
+
+    def crop_network(tile: torch.Tensor) -> torch.Tensor:
+        # loses the 92-pixel border like the paper's U-Net; channel 1 tags the tile by its first context pixel
+        core = tile[..., 92:-92, 92:-92]
+        return torch.cat([core, tile[..., :1, :1].expand_as(core)], dim=1)
+
+    image = torch.arange(2 * 512 * 500, dtype=torch.float32).reshape(2, 1, 512, 500)
+    output, tiles = benchmark.fixed_tile_inference(image, crop_network, tile=572, border=92)
+    assert tiles == 2 * 2 * 2
+    assert output.shape == (2, 2, 512, 500)
+    assert torch.equal(output[:, :1], image)  # mirror padding + cropping + stitching put every pixel back
+    # the top-left tile owns [0, 388)^2: its first context pixel is the mirror image of pixel (92, 92)
+    assert torch.all(output[0, 1, :388, :388] == image[0, 0, 92, 92])
+
+
+def test_time_interleaved_runs_cases_alternately():
+    calls = []
+    cases = [
+        benchmark.TimedCase("a", lambda: calls.append("a"), flops=10.0, setup=lambda: calls.append("setup")),
+        benchmark.TimedCase("b", lambda: calls.append("b")),
+    ]
+    seconds = benchmark.time_interleaved(cases, repeats=2, warmup=1)
+    assert calls == ["setup", "a", "b"] * 3
+    assert {name: len(values) for name, values in seconds.items()} == {"a": 2, "b": 2}
+    summary = benchmark.summarize_seconds([2.0, 1.0, 4.0], flops=4e9)
+    assert (summary["median_s"], summary["min_s"], summary["gflops_at_median"], summary["gflops_at_min"]) == (
+        2.0,
+        1.0,
+        2.0,
+        4.0,
+    )
+    with pytest.raises(ValueError, match="repeats"):
+        benchmark.time_interleaved(cases, repeats=0)
+    with pytest.raises(ValueError, match="unique"):
+        benchmark.time_interleaved([cases[0], cases[0]], repeats=1)
+
+
+def test_registry_and_bad_settings():
+    assert "unet2015" in benchmark.list_benchmarks()
+    with pytest.raises(ValueError, match="already registered"):
+        benchmark.register_benchmark("unet2015")(lambda: {})
+    with pytest.raises(ValueError, match="not a valid tile"):
+        benchmark.unet2015(image_size=48, features=TINY_FEATURES, baseline_tile=70, quiet=True)
+    with pytest.raises(ValueError, match="smaller than the baseline's output tile"):
+        benchmark.unet2015(image_size=20, features=TINY_FEATURES, baseline_tile=68, quiet=True)
+
+
+def test_cli_tiny_run_reports_tiles_flops_and_verdicts(tmp_path):
+    json_out = tmp_path / "results.json"
+    command = [
+        sys.executable,
+        str(SCRIPT),
+        "unet2015",
+        "--image_size=48",
+        "--features=[2,4,8]",
+        "--baseline_tile=68",
+        "--repeats=2",
+        "--warmup=0",
+        "--train_repeats=1",
+        "--torch_compile=False",
+        "--threads=1",
+        "--peak_channels=8",
+        "--peak_size=16",
+        f"--json_out={json_out}",
+    ]
+    completed = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 0, completed.stderr
+    results = json.loads(json_out.read_text())
+
+    # 48 + 2 * 20 = 88 is a valid tile: ours runs one; the baseline's 28-pixel outputs need 2 x 2 tiles of 68
+    assert results["tiles"]["ours"] == {"tile": [88, 88], "count": 1, "calls": [[1, 1, 88, 88]]}
+    assert results["tiles"]["baseline"] == {"tile": [68, 68], "count": 4}
+    net = UNet2015(features=TINY_FEATURES)
+    names = results["case_names"]
+    ours, baseline = results["inference"][names["ours"]], results["inference"][names["baseline"]]
+    assert ours["gflop"] == pytest.approx(benchmark.convolution_flops(net, (1, 1, 88, 88)) / 1e9)
+    assert baseline["gflop"] == pytest.approx(4 * benchmark.convolution_flops(net, (1, 1, 68, 68)) / 1e9)
+    assert results["ratios"]["flop_ratio"] == pytest.approx(baseline["gflop"] / ours["gflop"])
+    assert len(ours["samples_s"]) == len(baseline["samples_s"]) == 2
+    assert results["ratios"]["inference_speedup_median"] == pytest.approx(baseline["median_s"] / ours["median_s"])
+    assert results["environment"]["threads"] == 1
+    assert results["agreement"]["first_baseline_tile"]["relative"] < 1e-4
+    assert results["targets"]["agreement"]["passed"]
+    steps = results["training"]["steps"]
+    assert len(steps) == 2 and all(len(step["samples_s"]) == 1 for step in steps.values())
+    # forward + backward on one 68 tile: up to 3x the forward (the first layer needs no input gradient)
+    tile_gflop = benchmark.convolution_flops(net, (1, 1, 68, 68)) / 1e9
+    assert all(2 * tile_gflop < step["gflop"] < 3 * tile_gflop for step in steps.values())
+    for verdict in ("speedup", "fraction of dense-conv peak", "agreement"):
+        assert any(line.startswith(("PASS", "FAIL")) and verdict in line for line in completed.stdout.splitlines())
+    assert "results written to" in completed.stdout

@@ -1,0 +1,37 @@
+from .metrics import (
+    PixelError,
+    PixelErrorMetric,
+    RandError,
+    RandErrorMetric,
+    RandScores,
+    confusion_scores,
+    dice_score,
+    iou_score,
+    lower_is_better,
+    pixel_error,
+    rand_error,
+    rand_scores,
+)
+from .datalist import DataValidationError
+from .elastic import RandPaperElasticd
+from .losses import WeightedCrossEntropyLoss
+from .weight_map import (
+    BorderWeightMap,
+    BorderWeightMapd,
+    InstancesFromBinary,
+    InstancesFromBinaryd,
+    InstancesToForegroundWithBorders,
+    InstancesToForegroundWithBordersd,
+    class_balance_weights,
+)
+from .channels import EnsureChannels, EnsureChannelsd
+from .handlers import AtomicCheckpointSaver, ResumeFromCheckpoint, atomic_torch_save
+from .tiling import RandOverlapTileCropd, extrapolate_crop, extrapolated_indices
+from .inferers import (
+    OverlapTileInferer,
+    SplitUncertaintyd,
+    TestTimeAugmentationInferer,
+    TileGeometry,
+    estimate_activation_bytes,
+    probe_tile_geometry,
+)
