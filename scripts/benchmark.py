@@ -27,7 +27,6 @@ from __future__ import annotations
 import copy
 import functools
 import json
-import math
 import platform
 import statistics
 import sys
@@ -197,7 +196,9 @@ def convolution_flops(network: nn.Module, input_shape: Sequence[int], backward: 
     return float(sum(value for op, value in counts.items() if "convolution" in str(op)))
 
 
-def dense_conv_peak_case(channels: int = 256, size: int = 128, calls: int = 3, name: str = "dense conv peak") -> TimedCase:
+def dense_conv_peak_case(
+    channels: int = 256, size: int = 128, calls: int = 3, name: str = "dense conv peak"
+) -> TimedCase:
     """A large dense 3x3 convolution (``channels -> channels``, ``size x size``, padding 1, channels-last, batch 1)
     whose GFLOP/s is the reference "peak" of this machine and thread setting; one ``run`` is ``calls`` calls."""
     for label, value in (("channels", channels), ("size", size), ("calls", calls)):
@@ -615,7 +616,11 @@ def unet2015(
             "seed": seed,
         },
         "tiles": {
-            "ours": {"tile": list(tile), "count": sum(s[0] for s in ours_recorder.shapes), "calls": ours_recorder.shapes},
+            "ours": {
+                "tile": list(tile),
+                "count": sum(shape[0] for shape in ours_recorder.shapes),
+                "calls": ours_recorder.shapes,
+            },
             "baseline": {"tile": [baseline_tile] * 2, "count": len(baseline_recorder.shapes)},
         },
         "inference": inference,
@@ -688,7 +693,10 @@ def _training_comparison(
 
     ours_setup, ours_run = step_runner(ours, ours_image)
     baseline_setup, baseline_run = step_runner(baseline, image)
-    names = (f"train step ours: UNet2015 ({'channels-last' if channels_last else 'contiguous'})", "train step baseline: NaiveUNet")
+    names = (
+        f"train step ours: UNet2015 ({'channels-last' if channels_last else 'contiguous'})",
+        "train step baseline: NaiveUNet",
+    )
     cases = [TimedCase(names[0], ours_run, flops, ours_setup), TimedCase(names[1], baseline_run, flops, baseline_setup)]
     seconds = time_interleaved(cases, repeats, warmup)
     summaries = {case.name: summarize_seconds(seconds[case.name], case.flops) for case in cases}
@@ -748,7 +756,8 @@ def _unet2015_report(results: dict[str, Any]) -> str:
     lines.append(
         "agreement with the baseline: max |diff| "
         f"{agreement['first_baseline_tile']['max_abs_diff']:.2e} on its first (grid-aligned) tile, "
-        f"{agreement['whole_image']['max_abs_diff']:.2e} over the whole image (its shifted tiles pool on another grid); "
+        f"{agreement['whole_image']['max_abs_diff']:.2e} over the whole image (its shifted tiles pool on another "
+        "grid); "
         f"max |logit| {agreement['first_baseline_tile']['max_abs_reference']:.2e}"
     )
     for label, key, unit in (

@@ -1,11 +1,16 @@
 """Shared test fixtures: where the real data lives, and small helpers."""
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+SCRIPTS_DIR = REPO_ROOT / "scripts"
+# scripts/ is a folder of command-line tools, not a package: tests import them by module name
+if str(SCRIPTS_DIR) not in sys.path:
+    sys.path.insert(0, str(SCRIPTS_DIR))
 
 
 def data_root() -> Path:
@@ -24,11 +29,11 @@ def require_dataset(name: str) -> Path:
     return path
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def isbi_dir() -> Path:
     return require_dataset("isbi2012_em")
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def phc_dir() -> Path:
     return require_dataset("phc_usiigaci")

@@ -1,6 +1,7 @@
 """scripts/benchmark.py: FLOP counts, the naive baseline (network and fixed-tile loop), interleaved timing, and a
 tiny end-to-end run of the ``unet2015`` subcommand through its command line."""
 
+import functools
 import importlib.util
 import json
 import subprocess
@@ -11,7 +12,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from custom_networks.unet2015 import UNet2015
+from custom_networks.unet2015 import UNet2015, is_valid_tile_size
+from transforms.inferers import OverlapTileInferer
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = REPO_ROOT / "scripts" / "benchmark.py"
@@ -89,6 +91,25 @@ def test_fixed_tiles_cover_the_image_like_the_usual_loop():
     assert torch.all(output[0, 1, :388, :388] == image[0, 0, 92, 92])
 
 
+def test_fixed_tiles_match_overlap_tile_inference_only_on_the_pooling_grid():
+    torch.manual_seed(0)
+    net = UNet2015(features=TINY_FEATURES).eval()  # depth 2: pooling grid of period 4
+    naive = benchmark.copy_unet2015_weights(net, benchmark.NaiveUNet(1, 2, TINY_FEATURES)).eval()
+    inferer = OverlapTileInferer(
+        border=net.border, valid_tile_size=functools.partial(is_valid_tile_size, depth=2), memory_budget_mb=None
+    )
+    differences = {}
+    for size in (36, 38):  # 28-pixel outputs: the last tile starts at 8 (on the grid) or at 10 (off it)
+        image = torch.rand(1, 1, size, size)
+        with torch.no_grad():
+            fixed, _ = benchmark.fixed_tile_inference(image, naive, tile=68, border=net.border)
+            reference = inferer(image, net)
+        differences[size] = (fixed - reference).abs()
+        assert differences[size][..., :28, :28].max() < 1e-5  # the first tile is on the grid in both cases
+    assert differences[36].max() < 1e-5
+    assert differences[38].max() > 1e-3  # the usual loop's shifted tile pools on another grid
+
+
 def test_time_interleaved_runs_cases_alternately():
     calls = []
     cases = [
@@ -109,6 +130,23 @@ def test_time_interleaved_runs_cases_alternately():
         benchmark.time_interleaved(cases, repeats=0)
     with pytest.raises(ValueError, match="unique"):
         benchmark.time_interleaved([cases[0], cases[0]], repeats=1)
+
+
+def test_compile_failure_falls_back_to_the_eager_network(monkeypatch):
+    def failing_compile(module):
+        def compiled(x):
+            raise RuntimeError("no C++ compiler")
+
+        return compiled
+
+    monkeypatch.setattr(torch, "compile", failing_compile)
+    import torch._inductor.config as inductor_config
+
+    monkeypatch.setattr(inductor_config, "freezing", inductor_config.freezing)  # restored after the test
+    net = nn.Conv2d(1, 1, 1)
+    with pytest.warns(UserWarning, match="torch.compile failed"):
+        runner, seconds, mode = benchmark._compile(net, torch.zeros(1, 1, 2, 2))
+    assert runner is net and seconds == 0.0 and mode == "eager (compile failed)"
 
 
 def test_registry_and_bad_settings():

@@ -324,3 +324,11 @@ def test_read_image_array_png_modes(tmp_path):
     tifffile.imwrite(tmp_path / "planar.tif", np.zeros((3, 5, 7), np.uint8), photometric="rgb", planarconfig="separate")
     assert read_image_array(tmp_path / "planar.tif").shape == (5, 7, 3)
     assert read_image_header(tmp_path / "planar.tif").channels == 3
+
+
+def test_folder_datalist_all_means_whole_folder(isbi_dir):
+    from transforms.datalist import folder_datalist
+
+    assert folder_datalist(isbi_dir, "isbi", ids="all") == folder_datalist(isbi_dir, "isbi", ids=None)
+    with pytest.raises(ValueError, match="'all'"):
+        folder_datalist(isbi_dir, "isbi", ids="some")

@@ -191,7 +191,7 @@ def _format_values(values: Sequence | np.ndarray) -> str:
 def folder_datalist(
     dataset_dir: str | os.PathLike,
     layout: str | DatasetLayout = "isbi",
-    ids: Sequence[int | str] | None = None,
+    ids: Sequence[int | str] | str | None = None,
     with_labels: bool = True,
 ) -> list[dict]:
     """List a dataset folder as ``[{"image": path, "label": path, "id": id}, ...]``, sorted naturally by id.
@@ -199,7 +199,8 @@ def folder_datalist(
     Args:
         dataset_dir: dataset folder, e.g. ``../shared/data/isbi2012_em``.
         layout: registered layout name (see :data:`LAYOUTS`) or a :class:`DatasetLayout`.
-        ids: ids to keep, ints or strings (``[0, "1"]``), in any order; None keeps the whole folder.
+        ids: ids to keep, ints or strings (``[0, "1"]``), in any order; None or ``"all"`` keeps the whole
+            folder (``"all"`` is what a bundle's command line passes: ``--val_ids all``).
         with_labels: add the ``"label"`` key and require every image to have its label.
 
     Returns:
@@ -209,6 +210,10 @@ def folder_datalist(
         DataValidationError: the folder is missing, holds no image matching the layout, an image has no
             label, or requested ids are absent.
     """
+    if isinstance(ids, str):
+        if ids != "all":
+            raise ValueError(f"ids must be a list of ids, None or 'all', got {ids!r}.")
+        ids = None
     layout = get_layout(layout)
     root = Path(os.path.abspath(Path(dataset_dir).expanduser()))
     if not root.is_dir():

@@ -1,0 +1,98 @@
+"""Checks every bundle in bundles/ must pass: model-zoo layout, metadata schema, workflow properties."""
+
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+from monai.bundle import ConfigParser, ConfigWorkflow
+
+from tests.conftest import REPO_ROOT
+
+BUNDLES = sorted(p for p in (REPO_ROOT / "bundles").iterdir() if (p / "configs").is_dir())
+SCHEMA = json.loads((REPO_ROOT / "scripts" / "schemas" / "meta_schema_20240725.json").read_text())
+REQUIRED_FILES = [
+    "configs/train.json",
+    "configs/evaluate.json",
+    "configs/inference.json",
+    "configs/multi_gpu_train.json",
+    "configs/metadata.json",
+    "configs/logging.conf",
+    "docs/README.md",
+    "LICENSE",
+]
+TRAIN_IDS = [
+    "bundle_root",
+    "dataset_dir",
+    "ckpt_dir",
+    "output_dir",
+    "device",
+    "epochs",
+    "val_interval",
+    "network_def",
+    "network",
+    "preprocessing",
+    "postprocessing",
+    "inferer",
+    "amp",
+    "train#trainer",
+    "validate#evaluator",
+    "initialize",
+    "run",
+    "training",
+]
+INFERENCE_IDS = ["bundle_root", "device", "network_def", "network", "preprocessing", "postprocessing", "inferer"]
+INFERENCE_IDS += ["evaluator", "run"]
+# small networks and few real images per bundle, so that each check runs in seconds on a CPU
+SMOKE_OVERRIDES = json.loads((REPO_ROOT / "tests" / "bundle_smoke_overrides.json").read_text())
+
+
+def test_there_are_bundles():
+    assert BUNDLES, "no bundle found in bundles/"
+
+
+@pytest.mark.parametrize("bundle", BUNDLES, ids=lambda p: p.name)
+def test_layout_and_metadata(bundle: Path):
+    missing = [name for name in REQUIRED_FILES if not (bundle / name).is_file()]
+    assert not missing, f"{bundle.name} lacks {missing}"
+    metadata = json.loads((bundle / "configs" / "metadata.json").read_text())
+    jsonschema.validate(metadata, SCHEMA)
+    assert metadata["version"] in metadata["changelog"]
+    outputs = metadata["network_data_format"]["outputs"]
+    first_output = next(iter(outputs.values()))
+    assert len(first_output["channel_def"]) == first_output["num_channels"]
+
+
+@pytest.mark.parametrize("bundle", BUNDLES, ids=lambda p: p.name)
+def test_config_ids(bundle: Path):
+    train = ConfigParser()
+    train.read_config(bundle / "configs" / "train.json")
+    assert not [key for key in TRAIN_IDS if key not in train], f"train.json of {bundle.name} lacks ids"
+    inference = ConfigParser()
+    inference.read_config(bundle / "configs" / "inference.json")
+    assert not [key for key in INFERENCE_IDS if key not in inference]
+    # evaluate.json and multi_gpu_train.json override pieces of train.json instead of copying it
+    for name in ("evaluate.json", "multi_gpu_train.json"):
+        override = json.loads((bundle / "configs" / name).read_text())
+        assert "network_def" not in override and "train" not in override and "validate" not in override
+
+
+@pytest.mark.parametrize("bundle", BUNDLES, ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "workflow_type, configs",
+    [("train", ["train.json"]), ("infer", ["inference.json"])],
+    ids=["train", "inference"],
+)
+def test_workflow_properties(bundle: Path, workflow_type, configs, tmp_path):
+    overrides = SMOKE_OVERRIDES[bundle.name]
+    workflow = ConfigWorkflow(
+        config_file=[str(bundle / "configs" / name) for name in configs],
+        meta_file=str(bundle / "configs" / "metadata.json"),
+        logging_file=str(bundle / "configs" / "logging.conf"),
+        workflow_type=workflow_type,
+        bundle_root=str(bundle),
+        ckpt_dir=str(tmp_path),
+        **overrides,
+    )
+    workflow.initialize()
+    assert workflow.check_properties() == []
