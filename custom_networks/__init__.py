@@ -6,3 +6,10 @@ from .unet2015 import (
     unet2015_output_size,
     valid_tile_sizes,
 )
+from .attention_resunet import AttentionResUNet
+from .mcsa_unet import ChannelSpatialAttention, MCSAUNet
+from .resunet import ResUNet
+from .unet3plus import UNet3Plus
+from .fcn import FCN8s
+from .segnet import SegNet
+from .r2unet import R2UNet

@@ -48,8 +48,8 @@ def score_masks(datalist: list[dict], prediction_dir: Path, overlay_dir: Path) -
         rows.append(
             {
                 "image": stem,
-                "dice": dice_score(prediction, truth),
-                "iou": iou_score(prediction, truth),
+                "dice": float(dice_score(prediction[None, None], truth[None, None])[0, 0]),
+                "iou": float(iou_score(prediction[None, None], truth[None, None])[0, 0]),
                 "pixel_error": pixel_error(prediction, truth),
                 "rand_error": rand_error(prediction, truth),
             }

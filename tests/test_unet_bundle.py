@@ -201,3 +201,34 @@ def test_bad_dataset_fails_before_training_with_clear_error(tmp_path, problem, e
     for fragment in expected:
         assert fragment in error.value.output
     assert "Epoch: 1/" not in error.value.output
+
+
+def test_inference_refuses_colour_image_naming_it(trained, tmp_path):
+    workdir, _ = trained
+    colour = tmp_path / "colour.png"
+    _write_png(colour, np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8))
+    overrides = {
+        "features": FEATURES,
+        "ckpt_path": workdir / "models" / "model.pt",
+        "output_dir": tmp_path / "out",
+        "input_images": str(colour),
+    }
+    with pytest.raises(subprocess.CalledProcessError) as error:
+        run_bundle(BUNDLE, ["inference.json"], overrides=overrides, capture=True)
+    assert "colour.png" in error.value.output and "expected 1 channel(s), found 3" in error.value.output
+
+
+def test_multi_process_training_with_gloo(tmp_path, isbi_dir):
+    root = bundle_dir(BUNDLE)
+    settings = {**SMOKE, "train_ids": [0, 1], "val_ids": [20, 21], "epochs": 1, "train_output_size": 100}
+    settings.update(ckpt_dir=tmp_path / "models", output_dir=tmp_path / "eval", log_dir=tmp_path / "runs")
+    settings["dataset_dir"] = isbi_dir
+    command = bundle_command(BUNDLE, ["train.json", "multi_gpu_train.json"], overrides=settings)
+    python, module = command[0], command[2:]
+    torchrun = [python, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", *module]
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    result = subprocess.run(torchrun, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert (tmp_path / "models" / "model.pt").is_file()
+    assert saved_epoch(tmp_path / "models" / "checkpoint_last.pt") == 1
+    assert root.is_dir()
