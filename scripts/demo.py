@@ -9,67 +9,23 @@ Every step goes through ``python -m monai.bundle`` exactly as the bundle's docs/
 
 from __future__ import annotations
 
-import csv
 import logging
 import sys
 import time
 from pathlib import Path
 
 import fire
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import prepare_data  # noqa: E402
 from bundle_runner import REPO_ROOT, run_bundle  # noqa: E402
-from visualize import save_overlay  # noqa: E402
+from score_predictions import score_folder, write_report  # noqa: E402
 
-from transforms.datalist import folder_datalist, read_image_array  # noqa: E402
-from transforms.metrics import dice_score, iou_score, pixel_error, rand_error  # noqa: E402
+from transforms.datalist import folder_datalist  # noqa: E402
 
 BUNDLE = "unet_em_segmentation"
 logger = logging.getLogger("demo")
-
-
-def score_masks(datalist: list[dict], prediction_dir: Path, overlay_dir: Path) -> list[dict]:
-    """Per-image metrics of the saved masks against the labels, and an overlay picture of each."""
-    overlay_dir.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for item in datalist:
-        stem = Path(item["image"]).stem
-        mask_path = prediction_dir / f"{stem}_mask.png"
-        if not mask_path.is_file():
-            raise FileNotFoundError(f"inference wrote no mask for {item['image']} (expected {mask_path}).")
-        prediction = read_image_array(mask_path) > 0
-        truth = read_image_array(item["label"]) > 0
-        image = read_image_array(item["image"])
-        save_overlay(overlay_dir / f"{stem}_overlay.png", image, prediction, truth)
-        rows.append(
-            {
-                "image": stem,
-                "dice": float(dice_score(prediction[None, None], truth[None, None])[0, 0]),
-                "iou": float(iou_score(prediction[None, None], truth[None, None])[0, 0]),
-                "pixel_error": pixel_error(prediction, truth),
-                "rand_error": rand_error(prediction, truth),
-            }
-        )
-    return rows
-
-
-def write_table(rows: list[dict], out_dir: Path, title: str) -> str:
-    names = [key for key in rows[0] if key != "image"]
-    mean = {name: float(np.mean([row[name] for row in rows])) for name in names}
-    with open(out_dir / "metrics.csv", "w", newline="") as stream:
-        writer = csv.DictWriter(stream, fieldnames=["image", *names])
-        writer.writeheader()
-        writer.writerows(rows + [{"image": "mean", **mean}])
-    lines = [f"# {title}", "", "| image | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
-    for row in rows + [{"image": "**mean**", **mean}]:
-        lines.append(f"| {row['image']} | " + " | ".join(f"{row[name]:.4f}" for name in names) + " |")
-    table = "\n".join(lines) + "\n"
-    (out_dir / "metrics.md").write_text(table)
-    return table
 
 
 def main(
@@ -134,10 +90,9 @@ def main(
             **({"device": common["device"]} if device else {}),
         },
     )
-    rows = score_masks(held_out, predictions, work / "overlays")
-    table = write_table(
-        rows, work, f"U-Net (2015), features {list(features)}, {epochs} epochs, trained in {train_seconds / 60:.1f} min"
-    )
+    scores = score_folder(predictions, dataset, layout="isbi", ids=list(test_ids), overlay_dir=work / "overlays")
+    title = f"U-Net (2015), features {list(features)}, {epochs} epochs, trained in {train_seconds / 60:.1f} min"
+    table = write_report(scores, work, title)
     print(table)
     print(f"masks and probability maps: {predictions}\noverlays: {work / 'overlays'}\nmetrics: {work / 'metrics.md'}")
     return str(work / "metrics.md")
