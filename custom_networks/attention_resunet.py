@@ -14,19 +14,20 @@ from typing import List, Optional, Tuple
 import torch
 import torch.nn as nn
 
-from monai.networks.blocks import Convolution, UpSample
+from monai.networks.blocks import Convolution
 from monai.networks.layers.factories import Conv, Pool
 from monai.networks.layers.utils import get_norm_layer
 
+from ._blocks import unet_upsampling
+from ._input_checks import (
+    check_divisible_input,
+    check_dropout_probability,
+    check_network_arguments,
+    check_upsample_mode,
+    dropout_or_none,
+)
+
 __all__ = ["AttentionResUNet", "DoubleConvBlock", "ResidualBlock", "AttentionGate", "DecoderStage"]
-
-UPSAMPLE_MODES = ("deconv", "nontrainable", "pixelshuffle")
-
-
-def _check_dropout(dropout: float) -> float:
-    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
-        raise ValueError(f"dropout must be a probability in [0, 1), got {dropout!r}.")
-    return float(dropout)
 
 
 class DoubleConvBlock(nn.Module):
@@ -59,7 +60,7 @@ class DoubleConvBlock(nn.Module):
             bias: whether the convolutions have a bias term.
         """
         super().__init__()
-        dropout = _check_dropout(dropout)
+        dropout = check_dropout_probability("DoubleConvBlock", dropout)
         self.conv_0 = Convolution(
             spatial_dims,
             in_channels,
@@ -68,7 +69,7 @@ class DoubleConvBlock(nn.Module):
             padding=1,
             act=act,
             norm=norm,
-            dropout=dropout if dropout > 0 else None,
+            dropout=dropout_or_none(dropout),
             bias=bias,
         )
         self.conv_1 = Convolution(
@@ -221,17 +222,7 @@ class DecoderStage(nn.Module):
             bias: whether convolutions of the block and the up-sampling have a bias term.
         """
         super().__init__()
-        if upsample not in UPSAMPLE_MODES:
-            raise ValueError(f"upsample must be one of {UPSAMPLE_MODES}, got {upsample!r}.")
-        self.upsample = UpSample(
-            spatial_dims,
-            in_channels,
-            out_channels,
-            scale_factor=2,
-            kernel_size=2 if upsample == "deconv" else None,
-            mode=upsample,
-            bias=bias,
-        )
+        self.upsample = unet_upsampling(spatial_dims, in_channels, out_channels, upsample, bias)
         self.attention_gate: Optional[AttentionGate] = (
             AttentionGate(spatial_dims, skip_channels, out_channels, norm=attention_norm) if use_attention else None
         )
@@ -331,23 +322,14 @@ class AttentionResUNet(nn.Module):
         bias: bool = True,
     ):
         super().__init__()
-        if spatial_dims not in (2, 3):
-            raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims!r}.")
-        for name, value in (("in_channels", in_channels), ("out_channels", out_channels)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}.")
-        features = tuple(features)
-        if len(features) < 2:
-            raise ValueError(f"features needs at least 2 entries (one pooling step), got {features!r}.")
-        if any(isinstance(f, bool) or not isinstance(f, int) or f < 1 for f in features):
-            raise ValueError(f"features must be positive ints, got {features!r}.")
-        _check_dropout(dropout)
-        if upsample not in UPSAMPLE_MODES:
-            raise ValueError(f"upsample must be one of {UPSAMPLE_MODES}, got {upsample!r}.")
+        features = check_network_arguments("AttentionResUNet", spatial_dims, in_channels, out_channels, features)
+        check_dropout_probability("AttentionResUNet", dropout)
+        check_upsample_mode("AttentionResUNet", upsample)
 
         self.spatial_dims = spatial_dims
         self.in_channels = in_channels
         self.depth = len(features) - 1
+        self.size_divisor = 1 << self.depth
         self.use_residual = bool(use_residual)
         self.use_attention = bool(use_attention)
 
@@ -383,36 +365,8 @@ class AttentionResUNet(nn.Module):
         )
         self.output_conv = Conv[Conv.CONV, spatial_dims](features[0], out_channels, kernel_size=1, bias=True)
 
-    def _check_input(self, x: torch.Tensor) -> None:
-        if x.dim() != self.spatial_dims + 2:
-            raise ValueError(
-                "expected input of shape (N, C, "
-                + str(self.spatial_dims)
-                + " spatial axes), got "
-                + str(x.dim())
-                + " dimensions"
-            )
-        if x.shape[1] != self.in_channels:
-            raise ValueError("expected " + str(self.in_channels) + " input channels, got " + str(x.shape[1]))
-        factor = 1 << self.depth
-        for axis in range(self.spatial_dims):
-            size = x.shape[axis + 2]
-            if size < factor or size % factor != 0:
-                raise ValueError(
-                    "spatial size "
-                    + str(size)
-                    + " (spatial axis "
-                    + str(axis)
-                    + ") must be a positive multiple of 2**depth = "
-                    + str(factor)
-                    + ", e.g. "
-                    + str(max(factor, (size // factor) * factor))
-                    + " or "
-                    + str((size // factor + 1) * factor)
-                )
-
     def _forward_impl(self, x: torch.Tensor) -> Tuple[torch.Tensor, List[torch.Tensor]]:
-        self._check_input(x)
+        check_divisible_input(x, self.spatial_dims, self.in_channels, self.size_divisor, "AttentionResUNet")
         x = self.input_block(x)
         skips: List[torch.Tensor] = []
         for down in self.down_blocks:

@@ -16,6 +16,16 @@ import torch.nn as nn
 from monai.networks.blocks import Convolution
 from monai.networks.layers.factories import Conv, Pool
 
+from ._blocks import vgg_convolutions
+from ._input_checks import (
+    check_convs_per_stage,
+    check_divisible_input,
+    check_dropout_probability,
+    check_network_arguments,
+    check_positive_int,
+    dropout_or_none,
+)
+
 __all__ = ["FCN8s", "VGGStage", "bilinear_upsampling_kernel"]
 
 
@@ -46,12 +56,6 @@ def bilinear_upsampling_kernel(factor: int, spatial_dims: int) -> torch.Tensor:
     return kernel
 
 
-def _positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}.")
-    return value
-
-
 class VGGStage(nn.Sequential):
     """One VGG-16 stage: ``num_convs`` 3x3 convolutions (padding 1), each followed by ``norm`` (optional) and the
     activation, then a 2x2 max pool with stride 2."""
@@ -76,21 +80,9 @@ class VGGStage(nn.Sequential):
             norm: feature normalisation type and arguments (MONAI ``Norm`` factory), ``None`` for none (VGG-16).
             bias: whether the convolutions have a bias term.
         """
-        super().__init__()
-        for index in range(num_convs):
-            self.add_module(
-                f"conv_{index}",
-                Convolution(
-                    spatial_dims,
-                    in_channels if index == 0 else out_channels,
-                    out_channels,
-                    kernel_size=3,
-                    act=act,
-                    norm=norm,
-                    bias=bias,
-                ),
-            )
-        self.add_module("max_pooling", Pool[Pool.MAX, spatial_dims](kernel_size=2, stride=2))
+        layers = vgg_convolutions(spatial_dims, in_channels, out_channels, num_convs, act, norm, bias=bias)
+        layers["max_pooling"] = Pool[Pool.MAX, spatial_dims](kernel_size=2, stride=2)
+        super().__init__(layers)
 
 
 class FCN8s(nn.Module):
@@ -172,27 +164,24 @@ class FCN8s(nn.Module):
         bias: bool = True,
     ):
         super().__init__()
-        if spatial_dims not in (1, 2, 3):
-            raise ValueError(f"spatial_dims must be 1, 2 or 3, got {spatial_dims!r}.")
-        _positive_int(in_channels, "in_channels")
-        _positive_int(out_channels, "out_channels")
-        _positive_int(fc_channels, "fc_channels")
-        if _positive_int(fc_kernel_size, "fc_kernel_size") % 2 == 0:
-            raise ValueError(f"fc_kernel_size must be odd (for 'same' padding), got {fc_kernel_size!r}.")
-        features = tuple(_positive_int(f, "every entry of features") for f in features)
-        convs_per_stage = tuple(_positive_int(c, "every entry of convs_per_stage") for c in convs_per_stage)
-        if len(features) < 3:
-            raise ValueError(
-                f"features needs at least 3 entries (pool3/pool4/final skip structure), got {features!r}."
-            )
-        if len(convs_per_stage) != len(features):
-            raise ValueError(
-                f"convs_per_stage ({convs_per_stage!r}) must have one entry per stage of features ({features!r})."
-            )
-        if not 0.0 <= float(dropout) < 1.0:
-            raise ValueError(f"dropout must be a probability in [0, 1), got {dropout!r}.")
+        features = check_network_arguments(
+            "FCN8s",
+            spatial_dims,
+            in_channels,
+            out_channels,
+            features,
+            min_levels=3,
+            spatial_dims_options=(1, 2, 3),
+            min_levels_reason="the pool3 and pool4 skips need two stages above the last",
+        )
+        convs_per_stage = check_convs_per_stage("FCN8s", convs_per_stage, features)
+        check_positive_int("FCN8s", "fc_channels", fc_channels)
+        if check_positive_int("FCN8s", "fc_kernel_size", fc_kernel_size) % 2 == 0:
+            raise ValueError(f"FCN8s: fc_kernel_size must be odd (for 'same' padding), got {fc_kernel_size!r}.")
+        fc_dropout = dropout_or_none(check_dropout_probability("FCN8s", dropout))
 
         self.spatial_dims = spatial_dims
+        self.in_channels = in_channels
         self.num_stages = len(features)
         self.size_divisor = 1 << self.num_stages
         self.final_upsampling_factor = 1 << (self.num_stages - 2)
@@ -204,10 +193,15 @@ class FCN8s(nn.Module):
                 for stage_in, stage_out, num_convs in zip(stage_inputs, features, convs_per_stage)
             ]
         )
-        fc_dropout = float(dropout) if dropout > 0 else None  # MONAI's ADN keeps a Dropout(p=0) for 0.0
         self.fc6 = Convolution(
-            spatial_dims, features[-1], fc_channels, kernel_size=fc_kernel_size, act=act, norm=norm,
-            dropout=fc_dropout, bias=bias,
+            spatial_dims,
+            features[-1],
+            fc_channels,
+            kernel_size=fc_kernel_size,
+            act=act,
+            norm=norm,
+            dropout=fc_dropout,
+            bias=bias,
         )
         self.fc7 = Convolution(
             spatial_dims, fc_channels, fc_channels, kernel_size=1, act=act, norm=norm, dropout=fc_dropout, bias=bias
@@ -233,21 +227,6 @@ class FCN8s(nn.Module):
                 layer.weight[channel, channel] = kernel
         return layer
 
-    def _check_input(self, x: torch.Tensor) -> None:
-        if x.dim() != self.spatial_dims + 2:
-            raise ValueError(
-                "FCN8s expects input of shape (N, C, " + str(self.spatial_dims) + " spatial axes), got "
-                + str(x.dim()) + " dimensions"
-            )
-        for axis in range(self.spatial_dims):
-            size = x.shape[axis + 2]
-            if size % self.size_divisor != 0 or size == 0:
-                raise ValueError(
-                    "FCN8s needs every spatial size to be a positive multiple of " + str(self.size_divisor)
-                    + " (2 ** len(features)), got " + str(size) + " on spatial axis " + str(axis)
-                    + "; pad the input (e.g. monai.transforms.DivisiblePad(k=" + str(self.size_divisor) + "))"
-                )
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """
         Args:
@@ -257,9 +236,10 @@ class FCN8s(nn.Module):
             logits ``(N, out_channels, *spatial)``.
 
         Raises:
-            ValueError: (a ``RuntimeError`` when scripted) for a wrong number of axes or an indivisible size.
+            ValueError: (a ``RuntimeError`` when scripted) for a wrong number of axes or channels, or an indivisible
+                size.
         """
-        self._check_input(x)
+        check_divisible_input(x, self.spatial_dims, self.in_channels, self.size_divisor, "FCN8s")
         pooled: List[torch.Tensor] = []
         for stage in self.stages:
             x = stage(x)

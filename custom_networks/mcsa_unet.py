@@ -19,12 +19,13 @@ from typing import List, Optional, Tuple
 import torch
 import torch.nn as nn
 
-from monai.networks.blocks import Convolution, UpSample
+from monai.networks.blocks import Convolution
 from monai.networks.layers.factories import Conv, Pool
 from monai.networks.layers.utils import get_act_layer
 from monai.networks.nets.basic_unet import TwoConv
 
-from ._input_checks import check_divisible_input, check_network_arguments
+from ._blocks import unet_upsampling
+from ._input_checks import check_divisible_input, check_network_arguments, check_positive_int, check_upsample_mode
 
 __all__ = [
     "ChannelAttentionGate",
@@ -34,8 +35,6 @@ __all__ = [
     "UpConcat",
     "MCSAUNet",
 ]
-
-UPSAMPLE_MODES = ("deconv", "nontrainable", "pixelshuffle")
 
 
 class ChannelAttentionGate(nn.Module):
@@ -66,8 +65,7 @@ class ChannelAttentionGate(nn.Module):
             bias: whether the two MLP layers have a bias term (CBAM's reference code uses biased linear layers).
         """
         super().__init__()
-        if isinstance(reduction_ratio, bool) or not isinstance(reduction_ratio, int) or reduction_ratio < 1:
-            raise ValueError(f"reduction_ratio must be a positive int, got {reduction_ratio!r}.")
+        check_positive_int("ChannelAttentionGate", "reduction_ratio", reduction_ratio)
         hidden = max(1, channels // reduction_ratio)
         self.avg_pool = Pool[Pool.ADAPTIVEAVG, spatial_dims](1)
         self.max_pool = Pool[Pool.ADAPTIVEMAX, spatial_dims](1)
@@ -277,7 +275,7 @@ class UpConcat(nn.Module):
                 ``"pixelshuffle"``.
         """
         super().__init__()
-        self.upsample = UpSample(spatial_dims, in_channels, out_channels, scale_factor=2, mode=upsample, bias=bias)
+        self.upsample = unet_upsampling(spatial_dims, in_channels, out_channels, upsample, bias)
         self.convs = TwoConv(spatial_dims, skip_channels + out_channels, out_channels, act, norm, bias, dropout)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
@@ -363,8 +361,7 @@ class MCSAUNet(nn.Module):
     ):
         super().__init__()
         features = check_network_arguments("MCSAUNet", spatial_dims, in_channels, out_channels, features)
-        if upsample not in UPSAMPLE_MODES:
-            raise ValueError(f"MCSAUNet: upsample must be one of {UPSAMPLE_MODES}, got {upsample!r}.")
+        check_upsample_mode("MCSAUNet", upsample)
         self.spatial_dims = spatial_dims
         self.in_channels = in_channels
         self.depth = len(features) - 1

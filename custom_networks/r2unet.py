@@ -18,19 +18,14 @@ from typing import List
 import torch
 import torch.nn as nn
 
-from monai.networks.blocks import Convolution, UpSample
+from monai.networks.blocks import Convolution
 from monai.networks.layers.factories import Conv, Pool
 from monai.networks.layers.utils import get_dropout_layer
 
+from ._blocks import unet_upsampling
+from ._input_checks import check_divisible_input, check_network_arguments, check_upsample_mode, dropout_or_none
+
 __all__ = ["R2UNet", "RecurrentConvBlock", "RRCNNBlock", "R2UpBlock"]
-
-UPSAMPLE_MODES = ("deconv", "nontrainable", "pixelshuffle")
-
-
-def _positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}.")
-    return value
 
 
 class RecurrentConvBlock(nn.Module):
@@ -80,7 +75,7 @@ class RecurrentConvBlock(nn.Module):
 
 
 class RRCNNBlock(nn.Module):
-    """Recurrent residual convolutional unit (RRCU, Fig. 4(d) of Alom et al.; Eq. (3) ``x_{l+1} = x_l + F(x_l)``).
+    """Recurrent residual convolutional unit (RRCU, Fig. 4 of Alom et al.; Eq. (3) ``x_{l+1} = x_l + F(x_l)``).
 
     A 1x1 convolution maps the input to ``out_channels`` (``x_l``), two :class:`RecurrentConvBlock` in sequence
     give ``F(x_l)``, and the block returns ``x_l + F(x_l)`` (followed by ``dropout`` if given).
@@ -115,8 +110,8 @@ class RRCNNBlock(nn.Module):
             RecurrentConvBlock(spatial_dims, out_channels, steps, act, norm, bias),
             RecurrentConvBlock(spatial_dims, out_channels, steps, act, norm, bias),
         )
-        no_dropout = isinstance(dropout, (int, float)) and not isinstance(dropout, bool) and dropout == 0
-        self.dropout = nn.Identity() if no_dropout else get_dropout_layer(dropout, dropout_dim=spatial_dims)
+        dropout = dropout_or_none(dropout)
+        self.dropout = nn.Identity() if dropout is None else get_dropout_layer(dropout, dropout_dim=spatial_dims)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.channel_match(x)
@@ -155,15 +150,7 @@ class R2UpBlock(nn.Module):
             bias: whether the convolutions have a bias term.
         """
         super().__init__()
-        self.upsample = UpSample(
-            spatial_dims,
-            in_channels,
-            out_channels,
-            scale_factor=2,
-            kernel_size=2 if upsample == "deconv" else None,
-            mode=upsample,
-            bias=bias,
-        )
+        self.upsample = unet_upsampling(spatial_dims, in_channels, out_channels, upsample, bias)
         self.rrcnn = RRCNNBlock(
             spatial_dims, skip_channels + out_channels, out_channels, steps, act, norm, dropout, bias
         )
@@ -180,16 +167,17 @@ class R2UNet(nn.Module):
     (:class:`RRCNNBlock`: 1x1 channel matching, two recurrent convolutional layers with ``recurrent_steps`` time
     steps each, residual sum). Encoder: an RRCNN block per level, 2x2 max pooling between levels, channels
     ``features`` (64, 128, 256, 512, 1024 by default); decoder: 2x up-sampling, concatenation with the encoder map
-    of the same level, RRCNN block; final 1x1 convolution to ``out_channels`` logits.
+    of the same level, RRCNN block; final 1x1 convolution to ``out_channels`` logits. Default configuration:
+    35,607,873 parameters for 3 input channels and 1 output channel.
 
-    Choices where the paper is vague (all configurable):
-        - Recurrent weights: Eq. (1) has separate forward and recurrent kernels; here one convolution serves both
-          (``conv(x + out)``), the widely used reading of the R2U-Net design, which keeps the parameter count of
-          the block independent of ``recurrent_steps``.
+    Choices where the paper is vague (configurable unless stated):
+        - Recurrent weights (fixed): Eq. (1) has separate forward and recurrent kernels; here one convolution
+          serves both (``conv(x + out)``), the widely used reading of the R2U-Net design, which keeps the
+          parameter count of the block independent of ``recurrent_steps``.
         - Each recurrent step is conv -> ``norm`` (batch norm by default) -> ``act`` (ReLU, Eq. 2).
         - Up-sampling: a 2x2 transposed convolution with stride 2 ("up-convolution" as in U-Net), no activation;
           ``upsample="nontrainable"`` gives a 1x1 convolution followed by linear interpolation instead.
-        - Dropout: none in the paper; ``dropout`` (0 by default) is applied at the end of every RRCNN block
+        - Dropout: not part of the RRCU; ``dropout`` (0 by default) is applied at the end of every RRCNN block
           (channel-wise, MONAI's ``Dropout{N}d``).
         - Input size: "same" padding everywhere; the input size must be a multiple of ``2 ** (len(features) - 1)``
           (16 by default) so that every skip matches, otherwise a ``ValueError``. The output has the input's size.
@@ -228,19 +216,15 @@ class R2UNet(nn.Module):
         bias: bool = True,
     ):
         super().__init__()
-        if spatial_dims not in (1, 2, 3):
-            raise ValueError(f"spatial_dims must be 1, 2 or 3, got {spatial_dims!r}.")
-        _positive_int(in_channels, "in_channels")
-        _positive_int(out_channels, "out_channels")
-        features = tuple(_positive_int(f, "every entry of features") for f in features)
-        if len(features) < 2:
-            raise ValueError(f"features needs at least 2 entries (one max-pool step), got {features!r}.")
+        features = check_network_arguments(
+            "R2UNet", spatial_dims, in_channels, out_channels, features, spatial_dims_options=(1, 2, 3)
+        )
         if isinstance(recurrent_steps, bool) or not isinstance(recurrent_steps, int) or recurrent_steps < 0:
-            raise ValueError(f"recurrent_steps must be an int >= 0, got {recurrent_steps!r}.")
-        if upsample not in UPSAMPLE_MODES:
-            raise ValueError(f"upsample must be one of {UPSAMPLE_MODES}, got {upsample!r}.")
+            raise ValueError(f"R2UNet: recurrent_steps must be an int >= 0, got {recurrent_steps!r}.")
+        check_upsample_mode("R2UNet", upsample)
 
         self.spatial_dims = spatial_dims
+        self.in_channels = in_channels
         self.size_divisor = 1 << (len(features) - 1)
         self.input_block = RRCNNBlock(
             spatial_dims, in_channels, features[0], recurrent_steps, act, norm, dropout, bias
@@ -273,21 +257,6 @@ class R2UNet(nn.Module):
         )
         self.output_conv = Conv[Conv.CONV, spatial_dims](features[0], out_channels, kernel_size=1, bias=True)
 
-    def _check_input(self, x: torch.Tensor) -> None:
-        if x.dim() != self.spatial_dims + 2:
-            raise ValueError(
-                "R2UNet expects input of shape (N, C, " + str(self.spatial_dims) + " spatial axes), got "
-                + str(x.dim()) + " dimensions"
-            )
-        for axis in range(self.spatial_dims):
-            size = x.shape[axis + 2]
-            if size % self.size_divisor != 0 or size == 0:
-                raise ValueError(
-                    "R2UNet needs every spatial size to be a positive multiple of " + str(self.size_divisor)
-                    + " (2 ** (len(features) - 1)), got " + str(size) + " on spatial axis " + str(axis)
-                    + "; pad the input (e.g. monai.transforms.DivisiblePad(k=" + str(self.size_divisor) + "))"
-                )
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """
         Args:
@@ -297,9 +266,10 @@ class R2UNet(nn.Module):
             logits ``(N, out_channels, *spatial)``.
 
         Raises:
-            ValueError: (a ``RuntimeError`` when scripted) for a wrong number of axes or an indivisible size.
+            ValueError: (a ``RuntimeError`` when scripted) for a wrong number of axes or channels, or an indivisible
+                size.
         """
-        self._check_input(x)
+        check_divisible_input(x, self.spatial_dims, self.in_channels, self.size_divisor, "R2UNet")
         x = self.input_block(x)
         skips: List[torch.Tensor] = []
         for down in self.down_blocks:

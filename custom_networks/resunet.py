@@ -16,18 +16,12 @@ import torch.nn as nn
 from monai.networks.blocks import ADN, Convolution, UpSample
 from monai.networks.layers.factories import Conv
 
-from ._input_checks import check_divisible_input, check_network_arguments
+from ._input_checks import check_divisible_input, check_network_arguments, check_upsample_mode, dropout_or_none
 
 __all__ = ["PreActivationResidualUnit", "ResUNet"]
 
+# the paper's parameter-free up-sampling, or a width-keeping transposed convolution
 UPSAMPLE_MODES = ("nontrainable", "deconv")
-
-
-def _dropout_or_none(dropout: float | tuple) -> float | tuple | None:
-    """``None`` for a zero probability, so that ADN adds no no-op dropout layer."""
-    if isinstance(dropout, (int, float)) and not isinstance(dropout, bool) and dropout == 0:
-        return None
-    return dropout
 
 
 class PreActivationResidualUnit(nn.Module):
@@ -66,7 +60,7 @@ class PreActivationResidualUnit(nn.Module):
             preactivate_input: whether the unit starts with norm-act (``False`` for the first unit).
         """
         super().__init__()
-        dropout_ = _dropout_or_none(dropout)
+        dropout_ = dropout_or_none(dropout)
         first: List[nn.Module] = []
         if preactivate_input:
             first.append(ADN("NAD", in_channels, act, norm, spatial_dims, dropout_, 1))
@@ -144,8 +138,7 @@ class ResUNet(nn.Module):
     ):
         super().__init__()
         features = check_network_arguments("ResUNet", spatial_dims, in_channels, out_channels, features)
-        if upsample not in UPSAMPLE_MODES:
-            raise ValueError(f"ResUNet: upsample must be one of {UPSAMPLE_MODES}, got {upsample!r}.")
+        check_upsample_mode("ResUNet", upsample, UPSAMPLE_MODES)
         self.spatial_dims = spatial_dims
         self.in_channels = in_channels
         self.depth = len(features) - 1

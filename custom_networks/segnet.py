@@ -17,9 +17,10 @@ import torch.nn.functional as F
 
 from monai.networks.blocks import Convolution
 
+from ._blocks import vgg_convolutions
+from ._input_checks import check_convs_per_stage, check_divisible_input, check_network_arguments, dropout_or_none
+
 __all__ = ["SegNet", "SegNetEncoderStage", "SegNetDecoderStage", "MaxUnpool1d", "MaxUnpool2d", "MaxUnpool3d"]
-
-
 
 # torch annotates the attributes of nn.MaxUnpool{1,2,3}d as ``int | tuple`` unions, which TorchScript cannot convert
 # (it fails with "Expected IntList but got Int" as soon as a module holding one is scripted). These subclasses declare
@@ -64,12 +65,6 @@ _MAX_POOL = {1: nn.MaxPool1d, 2: nn.MaxPool2d, 3: nn.MaxPool3d}
 _MAX_UNPOOL = {1: MaxUnpool1d, 2: MaxUnpool2d, 3: MaxUnpool3d}
 
 
-def _positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}.")
-    return value
-
-
 class SegNetEncoderStage(nn.Module):
     """One encoder stage: ``num_convs`` x (3x3 convolution, batch norm, ReLU), then a 2x2 max pool with stride 2
     that also returns the argmax locations ("pooling indices", Sec. 3 of the paper)."""
@@ -82,7 +77,7 @@ class SegNetEncoderStage(nn.Module):
         num_convs: int,
         act: str | tuple,
         norm: str | tuple | None,
-        dropout: float | tuple = 0.0,
+        dropout: float | tuple | None = None,
         bias: bool = True,
     ):
         """
@@ -93,25 +88,13 @@ class SegNetEncoderStage(nn.Module):
             num_convs: number of 3x3 convolutions.
             act: activation type and arguments (MONAI ``Act`` factory).
             norm: feature normalisation type and arguments (MONAI ``Norm`` factory).
-            dropout: dropout after each convolution (MONAI ``Convolution``'s ``dropout``), 0 for none.
+            dropout: dropout after each convolution (MONAI ``Convolution``'s ``dropout``), ``None`` for none.
             bias: whether the convolutions have a bias term.
         """
         super().__init__()
-        self.convs = nn.Sequential()
-        for index in range(num_convs):
-            self.convs.add_module(
-                f"conv_{index}",
-                Convolution(
-                    spatial_dims,
-                    in_channels if index == 0 else out_channels,
-                    out_channels,
-                    kernel_size=3,
-                    act=act,
-                    norm=norm,
-                    dropout=dropout,
-                    bias=bias,
-                ),
-            )
+        self.convs = nn.Sequential(
+            vgg_convolutions(spatial_dims, in_channels, out_channels, num_convs, act, norm, dropout, bias)
+        )
         self.max_pooling = _MAX_POOL[spatial_dims](kernel_size=2, stride=2, return_indices=True)
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -137,7 +120,7 @@ class SegNetDecoderStage(nn.Module):
         num_convs: int,
         act: str | tuple,
         norm: str | tuple | None,
-        dropout: float | tuple = 0.0,
+        dropout: float | tuple | None = None,
         bias: bool = True,
         last_conv_only: bool = False,
     ):
@@ -150,7 +133,7 @@ class SegNetDecoderStage(nn.Module):
             num_convs: number of 3x3 convolutions.
             act: activation type and arguments.
             norm: feature normalisation type and arguments.
-            dropout: dropout after each convolution but a plain last one, 0 for none.
+            dropout: dropout after each convolution but a plain last one, ``None`` for none.
             bias: whether the convolutions have a bias term.
             last_conv_only: whether the last convolution is a plain convolution (no norm, dropout, activation).
         """
@@ -242,20 +225,21 @@ class SegNet(nn.Module):
         bias: bool = True,
     ):
         super().__init__()
-        if spatial_dims not in (1, 2, 3):
-            raise ValueError(f"spatial_dims must be 1, 2 or 3, got {spatial_dims!r}.")
-        _positive_int(in_channels, "in_channels")
-        _positive_int(out_channels, "out_channels")
-        features = tuple(_positive_int(f, "every entry of features") for f in features)
-        convs_per_stage = tuple(_positive_int(c, "every entry of convs_per_stage") for c in convs_per_stage)
-        if len(features) < 1:
-            raise ValueError("features needs at least 1 entry.")
-        if len(convs_per_stage) != len(features):
-            raise ValueError(
-                f"convs_per_stage ({convs_per_stage!r}) must have one entry per stage of features ({features!r})."
-            )
+        features = check_network_arguments(
+            "SegNet",
+            spatial_dims,
+            in_channels,
+            out_channels,
+            features,
+            min_levels=1,
+            spatial_dims_options=(1, 2, 3),
+            min_levels_reason="one per encoder stage",
+        )
+        convs_per_stage = check_convs_per_stage("SegNet", convs_per_stage, features)
+        dropout = dropout_or_none(dropout)
 
         self.spatial_dims = spatial_dims
+        self.in_channels = in_channels
         self.size_divisor = 1 << len(features)
         encoder_inputs = (in_channels,) + features[:-1]
         self.encoder = nn.ModuleList(
@@ -282,21 +266,6 @@ class SegNet(nn.Module):
             ]
         )
 
-    def _check_input(self, x: torch.Tensor) -> None:
-        if x.dim() != self.spatial_dims + 2:
-            raise ValueError(
-                "SegNet expects input of shape (N, C, " + str(self.spatial_dims) + " spatial axes), got "
-                + str(x.dim()) + " dimensions"
-            )
-        for axis in range(self.spatial_dims):
-            size = x.shape[axis + 2]
-            if size % self.size_divisor != 0 or size == 0:
-                raise ValueError(
-                    "SegNet needs every spatial size to be a positive multiple of " + str(self.size_divisor)
-                    + " (2 ** len(features)), got " + str(size) + " on spatial axis " + str(axis)
-                    + "; pad the input (e.g. monai.transforms.DivisiblePad(k=" + str(self.size_divisor) + "))"
-                )
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """
         Args:
@@ -306,9 +275,10 @@ class SegNet(nn.Module):
             logits ``(N, out_channels, *spatial)``.
 
         Raises:
-            ValueError: (a ``RuntimeError`` when scripted) for a wrong number of axes or an indivisible size.
+            ValueError: (a ``RuntimeError`` when scripted) for a wrong number of axes or channels, or an indivisible
+                size.
         """
-        self._check_input(x)
+        check_divisible_input(x, self.spatial_dims, self.in_channels, self.size_divisor, "SegNet")
         all_indices: List[torch.Tensor] = []
         unpooled_sizes: List[List[int]] = []
         for stage in self.encoder:

@@ -14,9 +14,12 @@ from typing import List, Tuple
 import torch
 import torch.nn as nn
 
-from monai.networks.blocks import Convolution, UpSample
+from monai.networks.blocks import Convolution
 from monai.networks.layers.factories import Conv, Pool
 from monai.networks.layers.utils import get_dropout_layer
+
+from ._blocks import unet_upsampling
+from ._input_checks import check_input_shape, check_network_arguments, check_upsample_mode, dropout_or_none
 
 __all__ = [
     "UNet2015",
@@ -34,7 +37,6 @@ __all__ = [
 
 PADDING_MODES = ("valid", "same")
 ROUNDING_MODES = ("nearest", "floor", "ceil")
-UPSAMPLE_MODES = ("deconv", "nontrainable", "pixelshuffle")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -386,17 +388,7 @@ class Up(nn.Module):
             bias: whether the convolutions have a bias term.
         """
         super().__init__()
-        if upsample not in UPSAMPLE_MODES:
-            raise ValueError(f"upsample must be one of {UPSAMPLE_MODES}, got {upsample!r}.")
-        self.upsample = UpSample(
-            spatial_dims,
-            in_channels,
-            out_channels,
-            scale_factor=2,
-            kernel_size=2 if upsample == "deconv" else None,
-            mode=upsample,
-            bias=bias,
-        )
+        self.upsample = unet_upsampling(spatial_dims, in_channels, out_channels, upsample, bias)
         self.convs = DoubleConv(spatial_dims, skip_channels + out_channels, out_channels, act, norm, padding, bias)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
@@ -517,20 +509,19 @@ class UNet2015(nn.Module):
         bias: bool = True,
     ):
         super().__init__()
-        if spatial_dims not in (1, 2, 3):
-            raise ValueError(f"spatial_dims must be 1, 2 or 3, got {spatial_dims!r}.")
-        for name, value in (("in_channels", in_channels), ("out_channels", out_channels)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}.")
-        features = tuple(features)
-        if len(features) < 2:
-            raise ValueError(f"features needs at least 2 entries (one max-pool step), got {features!r}.")
-        if any(isinstance(f, bool) or not isinstance(f, int) or f < 1 for f in features):
-            raise ValueError(f"features must be positive ints, got {features!r}.")
-        if upsample not in UPSAMPLE_MODES:
-            raise ValueError(f"upsample must be one of {UPSAMPLE_MODES}, got {upsample!r}.")
+        features = check_network_arguments(
+            "UNet2015",
+            spatial_dims,
+            in_channels,
+            out_channels,
+            features,
+            spatial_dims_options=(1, 2, 3),
+            min_levels_reason="one max-pool step",
+        )
+        check_upsample_mode("UNet2015", upsample)
 
         self.spatial_dims = spatial_dims
+        self.in_channels = in_channels
         self.depth = len(features) - 1
         self.padding = padding
         self._shrink = _shrink_per_double_conv(padding)
@@ -543,8 +534,8 @@ class UNet2015(nn.Module):
             ]
         )
         # dropout_dim=1 gives element-wise nn.Dropout (Caffe's layer) instead of MONAI's channel-wise Dropout2d/3d.
-        no_dropout = isinstance(dropout, (int, float)) and not isinstance(dropout, bool) and dropout == 0
-        self.bottom_dropout = nn.Identity() if no_dropout else get_dropout_layer(dropout, dropout_dim=1)
+        dropout = dropout_or_none(dropout)
+        self.bottom_dropout = nn.Identity() if dropout is None else get_dropout_layer(dropout, dropout_dim=1)
         self.up_blocks = nn.ModuleList(
             [
                 Up(
@@ -565,14 +556,7 @@ class UNet2015(nn.Module):
         he_initialize_(self)
 
     def _check_input(self, x: torch.Tensor) -> None:
-        if x.dim() != self.spatial_dims + 2:
-            raise ValueError(
-                "expected input of shape (N, C, "
-                + str(self.spatial_dims)
-                + " spatial axes), got "
-                + str(x.dim())
-                + " dimensions"
-            )
+        check_input_shape(x, self.spatial_dims, self.in_channels, "UNet2015")
         for axis in range(self.spatial_dims):
             size = x.shape[axis + 2]
             output, reason = _propagate_tile_size(size, self.depth, self._shrink)
@@ -588,7 +572,8 @@ class UNet2015(nn.Module):
             logits ``(N, out_channels, *output_size(spatial))``.
 
         Raises:
-            ValueError: (a ``RuntimeError`` when scripted) for a wrong number of axes or an invalid tile size.
+            ValueError: (a ``RuntimeError`` when scripted) for a wrong number of axes or channels, or an invalid
+                tile size.
         """
         self._check_input(x)
         x = self.input_block(x)

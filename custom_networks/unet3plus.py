@@ -17,7 +17,7 @@ from monai.networks.blocks import Convolution, UpSample
 from monai.networks.layers.factories import Pool
 from monai.networks.nets.basic_unet import TwoConv
 
-from ._input_checks import check_divisible_input, check_network_arguments
+from ._input_checks import check_divisible_input, check_network_arguments, check_positive_int
 
 __all__ = ["FullScaleDecoderNode", "UNet3Plus"]
 
@@ -175,8 +175,7 @@ class UNet3Plus(nn.Module):
     ):
         super().__init__()
         features = check_network_arguments("UNet3Plus", spatial_dims, in_channels, out_channels, features)
-        if isinstance(cat_channels, bool) or not isinstance(cat_channels, int) or cat_channels < 1:
-            raise ValueError(f"UNet3Plus: cat_channels must be a positive int, got {cat_channels!r}.")
+        check_positive_int("UNet3Plus", "cat_channels", cat_channels)
         self.spatial_dims = spatial_dims
         self.in_channels = in_channels
         self.num_levels = len(features)

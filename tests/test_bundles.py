@@ -91,7 +91,9 @@ def test_workflow_properties(bundle: Path, workflow_type, configs, tmp_path):
         logging_file=str(bundle / "configs" / "logging.conf"),
         workflow_type=workflow_type,
         bundle_root=str(bundle),
-        ckpt_dir=str(tmp_path),
+        ckpt_dir=str(tmp_path / "models"),
+        output_dir=str(tmp_path / "eval"),
+        log_dir=str(tmp_path / "runs"),
         **overrides,
     )
     workflow.initialize()

@@ -84,10 +84,9 @@ def test_parameter_count_matches_hand_count(dims, kwargs):
     net = FCN8s(spatial_dims=dims, **kwargs)
     features = kwargs["features"]
     convs = kwargs.get("convs_per_stage", (2, 2, 3, 3, 3))
-    expected = expected_parameter_count(
-        kwargs["in_channels"], kwargs["out_channels"], features, convs, kwargs["fc_channels"],
-        kwargs.get("fc_kernel_size", 7), dims,
-    )
+    fc_kernel = kwargs.get("fc_kernel_size", 7)
+    in_channels, out_channels, fc_channels = kwargs["in_channels"], kwargs["out_channels"], kwargs["fc_channels"]
+    expected = expected_parameter_count(in_channels, out_channels, features, convs, fc_channels, fc_kernel, dims)
     assert count_parameters(net) == expected
 
 

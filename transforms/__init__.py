@@ -26,6 +26,7 @@ from .weight_map import (
 )
 from .channels import EnsureChannels, EnsureChannelsd
 from .handlers import AtomicCheckpointSaver, ResumeFromCheckpoint, atomic_torch_save
+from .handlers import StopAfterSeconds
 from .tiling import RandOverlapTileCropd, extrapolate_crop, extrapolated_indices
 from .inferers import (
     OverlapTileInferer,
@@ -35,3 +36,7 @@ from .inferers import (
     estimate_activation_bytes,
     probe_tile_geometry,
 )
+from .illumination import FlatFieldCorrection, FlatFieldCorrectiond, estimate_background
+from .patches import SlidingWindowPatchDataset, sliding_window_slices
+from .confusion_metrics import ConfusionScore, ConfusionScoreMetric
+from .outputs import common_input_root
