@@ -207,6 +207,17 @@ def test_network_def_target_swap_keeps_the_shared_arguments(target):
         assert network.eval()(torch.rand(1, 1, 64, 64)).shape == (1, 1, 64, 64)
 
 
+def test_ablation_switches_reach_the_network_through_network_def():
+    parser = ConfigParser()
+    parser.read_config(CONFIGS / "train.json")
+    parser.update({"network_def#use_residual": False, "network_def#use_attention": False, "features": FEATURES})
+    network = parser.get_parsed_content("network_def")
+    assert not network.use_residual and not network.use_attention
+    with torch.no_grad():
+        logits, maps = network.eval().forward_with_attention(torch.rand(1, 1, 32, 32))
+    assert logits.shape == (1, 1, 32, 32) and maps == []
+
+
 @pytest.mark.parametrize(
     "metric, scores, stop_epoch",
     [
