@@ -11,6 +11,7 @@ score over probability thresholds, since a class-weighted loss shifts the calibr
 from __future__ import annotations
 
 import csv
+import os
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -22,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from visualize import save_overlay  # noqa: E402
 
+from transforms import common_input_root  # noqa: E402
 from transforms.datalist import folder_datalist, read_image_array  # noqa: E402
 from transforms.metrics import dice_score, iou_score, pixel_error, rand_error  # noqa: E402
 
@@ -44,8 +46,14 @@ def segmentation_scores(prediction: np.ndarray, truth: np.ndarray) -> dict[str, 
     }
 
 
-def _prediction_path(prediction_dir: Path, image: str, suffix: str) -> Path:
-    return prediction_dir / f"{Path(image).stem}_{suffix}.png"
+def _prediction_path(prediction_dir: Path, image: str, input_root: str, suffix: str) -> Path:
+    """Where inference.json saved the output of ``image``: below ``prediction_dir`` in the image's sub-folder
+    relative to the common input folder (inputs sharing a name, like Usiigaci's ``setN/raw.tif``), or flat."""
+    relative = Path(os.path.relpath(image, input_root))
+    name = f"{relative.stem}_{suffix}.png"
+    candidates = [prediction_dir / relative.parent / name, prediction_dir / Path(image).parent.name / name]
+    candidates.append(prediction_dir / name)
+    return next((path for path in candidates if path.is_file()), candidates[0])
 
 
 def score_folder(
@@ -62,9 +70,10 @@ def score_folder(
     """
     prediction_dir = Path(prediction_dir)
     datalist = folder_datalist(dataset_dir, layout=layout, ids=ids)
+    input_root = common_input_root([item["image"] for item in datalist])
     rows, probabilities, truths = [], [], []
     for item in datalist:
-        mask_path = _prediction_path(prediction_dir, item["image"], "mask")
+        mask_path = _prediction_path(prediction_dir, item["image"], input_root, "mask")
         if not mask_path.is_file():
             raise FileNotFoundError(f"no prediction for {item['image']}: expected {mask_path}.")
         prediction = read_image_array(mask_path) > 0
@@ -75,7 +84,7 @@ def score_folder(
             Path(overlay_dir).mkdir(parents=True, exist_ok=True)
             save_overlay(Path(overlay_dir) / f"{rows[-1]['image']}_overlay.png", read_image_array(item["image"]),
                          prediction, truth)
-        prob_path = _prediction_path(prediction_dir, item["image"], "prob")
+        prob_path = _prediction_path(prediction_dir, item["image"], input_root, "prob")
         if sweep_thresholds and prob_path.is_file():
             probabilities.append(read_image_array(prob_path).astype(np.float32) / 65535.0)
             truths.append(truth)

@@ -121,7 +121,8 @@ def test_inference_writes_masks_probabilities_and_uncertainty(trained, isbi_dir,
         "uncertainty": "variance",
     }
     run_bundle(BUNDLE, ["inference.json"], overrides=overrides, capture=True)
-    for image_path, stem in zip(images, ("20", "raw")):
+    # outputs keep the inputs' sub-folders below their common folder, so same-named inputs do not collide
+    for image_path, stem in zip(images, ("isbi2012_em/image/20", "phc_usiigaci/set29/raw")):
         size = Image.open(image_path).size
         mask = Image.open(out / f"{stem}_mask.png")
         probability = Image.open(out / f"{stem}_prob.png")
