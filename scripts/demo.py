@@ -32,7 +32,8 @@ def main(
     workdir: str = "outputs/demo",
     epochs: int = 3,
     features: tuple = (16, 32, 64, 128, 256),
-    train_ids: tuple = tuple(range(20)),
+    train_ids: tuple = tuple(range(16)),
+    val_ids: tuple = (16, 17, 18, 19),
     test_ids: tuple = (20, 21, 22, 23),
     train_output_size: int = 388,
     device: str | None = None,
@@ -44,7 +45,8 @@ def main(
         epochs: training epochs (each = one pass over the training images).
         features: U-Net widths; the paper's are (64, 128, 256, 512, 1024), the default is 4x narrower
             so that the demo finishes in minutes on a CPU.
-        train_ids / test_ids: ISBI image numbers used for training and for the held-out evaluation.
+        train_ids / val_ids / test_ids: ISBI image numbers for training, for choosing the best checkpoint and
+            for the held-out evaluation (never seen by training or checkpoint selection).
         train_output_size: output tile of a training step (input = output + 184 for the valid U-Net).
         device: e.g. "cpu" or "cuda:0"; default picks CUDA when available.
     """
@@ -67,7 +69,7 @@ def main(
             **common,
             "epochs": epochs,
             "train_ids": list(train_ids),
-            "val_ids": list(test_ids),
+            "val_ids": list(val_ids),
             "train_output_size": train_output_size,
             "output_dir": work / "eval",
             "log_dir": work / "runs",

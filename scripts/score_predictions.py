@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from visualize import save_overlay  # noqa: E402
 
-from transforms import common_input_root  # noqa: E402
+from transforms import InstancesToForegroundWithBorders, common_input_root  # noqa: E402
 from transforms.datalist import folder_datalist, read_image_array  # noqa: E402
 from transforms.metrics import dice_score, iou_score, pixel_error, rand_error  # noqa: E402
 
@@ -63,21 +63,31 @@ def score_folder(
     ids: Sequence | str | None = None,
     overlay_dir: str | Path | None = None,
     sweep_thresholds: bool = True,
+    label_kind: str = "auto",
 ) -> dict:
     """Per-image scores of the masks in ``prediction_dir`` and, with probability maps, a threshold sweep.
+
+    ``label_kind``: ``"binary"`` (nonzero = foreground), ``"instances"`` (instance ids, turned into foreground
+    with separation borders exactly as the bundles' training targets) or ``"auto"`` (instances for the phc layout).
 
     Returns ``{"rows": [...], "mean": {...}, "best_threshold": {metric: (threshold, mean value)} or None}``.
     """
     prediction_dir = Path(prediction_dir)
     datalist = folder_datalist(dataset_dir, layout=layout, ids=ids)
     input_root = common_input_root([item["image"] for item in datalist])
+    if label_kind == "auto":
+        label_kind = "instances" if layout == "phc" else "binary"
+    if label_kind not in ("binary", "instances"):
+        raise ValueError(f"label_kind must be 'binary', 'instances' or 'auto', got {label_kind!r}.")
+    to_foreground = InstancesToForegroundWithBorders()
     rows, probabilities, truths = [], [], []
     for item in datalist:
         mask_path = _prediction_path(prediction_dir, item["image"], input_root, "mask")
         if not mask_path.is_file():
             raise FileNotFoundError(f"no prediction for {item['image']}: expected {mask_path}.")
         prediction = read_image_array(mask_path) > 0
-        truth = read_image_array(item["label"]) > 0
+        label = read_image_array(item["label"])
+        truth = np.asarray(to_foreground(label[None]))[0] > 0 if label_kind == "instances" else label > 0
         rows.append({"image": Path(item["image"]).parent.name if layout == "phc" else Path(item["image"]).stem})
         rows[-1].update(segmentation_scores(prediction, truth))
         if overlay_dir is not None:
@@ -91,12 +101,12 @@ def score_folder(
     mean = {name: float(np.mean([row[name] for row in rows])) for name in METRICS}
     best = None
     if probabilities and len(probabilities) == len(rows):
+        per_threshold = {
+            t: [segmentation_scores(p > t, y) for p, y in zip(probabilities, truths)] for t in THRESHOLDS
+        }
         best = {}
         for name in METRICS:
-            by_threshold = {
-                t: float(np.mean([segmentation_scores(p > t, y)[name] for p, y in zip(probabilities, truths)]))
-                for t in THRESHOLDS
-            }
+            by_threshold = {t: float(np.mean([scores[name] for scores in per_threshold[t]])) for t in THRESHOLDS}
             pick = min if name in LOWER_IS_BETTER else max
             threshold = pick(by_threshold, key=by_threshold.get)
             best[name] = (float(threshold), by_threshold[threshold])
@@ -125,9 +135,9 @@ def write_report(scores: dict, out_dir: str | Path, title: str) -> str:
 
 
 def main(prediction_dir: str, dataset_dir: str, layout: str = "isbi", ids=None, out_dir: str | None = None,
-         title: str = "Scores") -> str:
+         title: str = "Scores", label_kind: str = "auto") -> str:
     out = Path(out_dir) if out_dir else Path(prediction_dir)
-    scores = score_folder(prediction_dir, dataset_dir, layout, ids, overlay_dir=out / "overlays")
+    scores = score_folder(prediction_dir, dataset_dir, layout, ids, overlay_dir=out / "overlays", label_kind=label_kind)
     report = write_report(scores, out, title)
     print(report)
     return str(out / "metrics.md")

@@ -12,6 +12,7 @@ def test_demo_writes_masks_overlays_and_metrics(tmp_path, isbi_dir):
         epochs=1,
         features=(4, 8, 16, 32, 64),
         train_ids=(0, 1),
+        val_ids=(2,),
         test_ids=(20, 21),
         train_output_size=100,
     )

@@ -87,3 +87,13 @@ def test_saver_rejects_bad_arguments(tmp_path):
         AtomicCheckpointSaver(tmp_path, {})
     with pytest.raises(ValueError, match="save_interval"):
         AtomicCheckpointSaver(tmp_path, {"m": torch.nn.Linear(1, 1)}, save_interval=0)
+
+
+def test_fresh_run_ignores_previous_best(tmp_path):
+    net = torch.nn.Linear(2, 1)
+    (tmp_path / "model.pt.json").write_text(json.dumps({"metric_name": "dice", "metric": 0.99, "epoch": 7}))
+    saver = AtomicCheckpointSaver(tmp_path, {"model": net}, "model.pt", key_metric=True, keep_previous_best=False)
+    evaluator = _evaluator_with_metrics([0.5])
+    saver.attach(evaluator)
+    evaluator.run([0], max_epochs=1)
+    assert json.loads((tmp_path / "model.pt.json").read_text())["metric"] == 0.5

@@ -21,10 +21,7 @@ from transforms.inferers import (
 )
 from transforms.tiling import extrapolate_crop
 
-try:
-    from custom_networks.unet2015 import UNet2015, is_valid_tile_size
-except ImportError:  # written by another part of the project
-    UNet2015 = None
+from custom_networks.unet2015 import UNet2015, is_valid_tile_size
 
 
 class ValidConvNet(nn.Module):
@@ -290,7 +287,6 @@ def test_monai_sliding_window_does_not_handle_valid_convolutions():
     assert ours.shape[2:] == image.shape[2:]
 
 
-@pytest.mark.skipif(UNet2015 is None, reason="custom_networks/unet2015.py not available")
 def test_unet2015_geometry_and_tiling():
     torch.manual_seed(0)
     net = UNet2015(spatial_dims=2, in_channels=1, out_channels=2, features=(4, 8, 16, 32, 64)).double().eval()
@@ -305,7 +301,6 @@ def test_unet2015_geometry_and_tiling():
     torch.testing.assert_close(tiled, reference)
 
 
-@pytest.mark.skipif(UNet2015 is None, reason="custom_networks/unet2015.py not available")
 def test_paper_unet_takes_one_tile_for_a_512_image():
     net = UNet2015()  # the paper's 31M-parameter network; only run on the meta device here
     assert OverlapTileInferer().tile_size((512, 512), net, 1) == (700, 700)

@@ -302,7 +302,7 @@ def test_speed_512x512():
     scores = rand_scores(pred, truth)
     pixel_error(pred, truth)
     elapsed = time.perf_counter() - start
-    assert elapsed < 1.0
+    assert elapsed < 10.0  # generous: catches an O(pixels^2) algorithm, not machine noise
     assert 0.0 < scores.rand_error < 1.0
 
 
@@ -319,5 +319,5 @@ def test_isbi_labels(isbi_dir):
     # removing all membranes merges every cell
     start = time.perf_counter()
     merged = rand_scores(np.ones_like(truth), truth)
-    assert time.perf_counter() - start < 1.0
+    assert time.perf_counter() - start < 10.0
     assert merged.v_rand_split == pytest.approx(1.0) and merged.rand_error > 0.5

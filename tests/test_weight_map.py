@@ -326,7 +326,7 @@ def test_weight_map_on_phc_touching_cells(phc_dir):
     elapsed = time.perf_counter() - start
     cells = len(np.unique(instances)) - 1
     print(f"phc set1 {instances.shape[1:]} with {cells} cells: borders + weight map {elapsed:.2f} s")
-    assert elapsed < 10.0
+    assert elapsed < 60.0  # generous: catches full-image distance transforms per cell, not machine noise
     assert weight.shape == instances.shape and weight.dtype == np.float32
     is_foreground = foreground[0] > 0
     w_bg, w_fg = class_balance_weights(is_foreground)

@@ -75,6 +75,8 @@ class AtomicCheckpointSaver:
         key_metric: save on improvement of the attached engine's key metric instead of periodically.
         greater_is_better: direction of the key metric (``False`` for errors such as Rand error).
         save_interval: with ``key_metric=False``, the number of epochs between saves.
+        keep_previous_best: with ``key_metric=True``, start from the best value recorded in ``<filename>.json`` by
+            an earlier run (a resumed run); ``False`` starts afresh, so the new run always writes its own model.
     """
 
     def __init__(
@@ -85,6 +87,7 @@ class AtomicCheckpointSaver:
         key_metric: bool = False,
         greater_is_better: bool = True,
         save_interval: int = 1,
+        keep_previous_best: bool = True,
     ) -> None:
         if not save_dict:
             raise ValueError("AtomicCheckpointSaver needs at least one object in save_dict.")
@@ -95,7 +98,7 @@ class AtomicCheckpointSaver:
         self.key_metric = key_metric
         self.greater_is_better = greater_is_better
         self.save_interval = save_interval
-        self.best_metric = self._read_best_metric()
+        self.best_metric = self._read_best_metric() if keep_previous_best else None
 
     @property
     def metric_path(self) -> Path:

@@ -490,6 +490,8 @@ class OverlapTileInferer(Inferer):
         self.device = device
         self.max_probe_size = max_probe_size
         self._explicit_geometry: dict[tuple, TileGeometry] = {}
+        # tile sizes depend on the architecture only, not on the weights: choose once per network and image size
+        self._tile_cache: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
     def geometry(
         self,
@@ -531,6 +533,22 @@ class OverlapTileInferer(Inferer):
         geometry: TileGeometry | None = None,
     ) -> tuple[int, ...]:
         """The input tile size used for an image of spatial size ``image_size`` (see the class docstring)."""
+        key = (int(in_channels), tuple(int(s) for s in image_size))
+        cacheable = geometry is None and isinstance(network, nn.Module)
+        if cacheable and key in self._tile_cache.get(network, {}):
+            return self._tile_cache[network][key]
+        tile = self._choose_tile_size(image_size, network, in_channels, geometry)
+        if cacheable:
+            self._tile_cache.setdefault(network, {})[key] = tile
+        return tile
+
+    def _choose_tile_size(
+        self,
+        image_size: Sequence[int],
+        network: Callable[..., torch.Tensor],
+        in_channels: int,
+        geometry: TileGeometry | None,
+    ) -> tuple[int, ...]:
         spatial_dims = len(image_size)
         geometry = geometry or self.geometry(network, in_channels, spatial_dims)
         context = self._context(geometry)
@@ -615,7 +633,7 @@ class OverlapTileInferer(Inferer):
         device = torch.device(self.device) if self.device is not None else image.device
         geometry = self.geometry(network, in_channels, spatial_dims, image.dtype, sw_device)
         context = self._context(geometry)
-        tile = self.tile_size(image_size, network, in_channels, geometry)
+        tile = self.tile_size(image_size, network, in_channels)
         axis_tiles = [
             _axis_tiles(image_size[a], tile[a], context[a], geometry.period[a]) for a in range(spatial_dims)
         ]
