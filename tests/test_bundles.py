@@ -7,7 +7,7 @@ import jsonschema
 import pytest
 from monai.bundle import ConfigParser, ConfigWorkflow
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, require_dataset
 
 BUNDLES = sorted(p for p in (REPO_ROOT / "bundles").iterdir() if (p / "configs").is_dir())
 SCHEMA = json.loads((REPO_ROOT / "scripts" / "schemas" / "meta_schema_20240725.json").read_text())
@@ -45,10 +45,13 @@ INFERENCE_IDS = ["bundle_root", "device", "network_def", "network", "preprocessi
 INFERENCE_IDS += ["evaluator", "run"]
 # small networks and few real images per bundle, so that each check runs in seconds on a CPU
 SMOKE_OVERRIDES = json.loads((REPO_ROOT / "tests" / "bundle_smoke_overrides.json").read_text())
+# the real dataset each bundle's default config lists (its datalist is built while initialising)
+BUNDLE_DATASETS = {"unet_em_segmentation": "isbi2012_em", "attention_resunet_cell_segmentation": "phc_usiigaci"}
 
 
 def test_there_are_bundles():
     assert BUNDLES, "no bundle found in bundles/"
+    assert {bundle.name for bundle in BUNDLES} <= set(BUNDLE_DATASETS) & set(SMOKE_OVERRIDES)
 
 
 @pytest.mark.parametrize("bundle", BUNDLES, ids=lambda p: p.name)
@@ -84,6 +87,7 @@ def test_config_ids(bundle: Path):
     ids=["train", "inference"],
 )
 def test_workflow_properties(bundle: Path, workflow_type, configs, tmp_path):
+    require_dataset(BUNDLE_DATASETS[bundle.name])
     overrides = SMOKE_OVERRIDES[bundle.name]
     workflow = ConfigWorkflow(
         config_file=[str(bundle / "configs" / name) for name in configs],
