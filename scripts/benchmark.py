@@ -48,7 +48,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from custom_networks.unet2015 import UNet2015, is_valid_tile_size, unet2015_output_size  # noqa: E402
-from transforms.inferers import OverlapTileInferer  # noqa: E402
+from transforms.inferers import OverlapTileInferer, meta_copy_state  # noqa: E402
 
 __all__ = [
     "BENCHMARKS",
@@ -164,14 +164,6 @@ def summarize_seconds(seconds: Sequence[float], flops: float | None = None) -> d
     return summary
 
 
-def _meta_state(network: nn.Module) -> dict[str, torch.Tensor]:
-    state = {}
-    for name, tensor in list(network.named_parameters()) + list(network.named_buffers()):
-        meta = torch.empty_like(tensor, device="meta")
-        state[name] = meta.requires_grad_(tensor.requires_grad) if tensor.is_floating_point() else meta
-    return state
-
-
 def convolution_flops(network: nn.Module, input_shape: Sequence[int], backward: bool = False) -> float:
     """Floating-point operations of the convolutions (transposed ones included) of one pass of ``network``.
 
@@ -185,7 +177,7 @@ def convolution_flops(network: nn.Module, input_shape: Sequence[int], backward: 
         backward: also count the backward pass of a sum loss (gradients w.r.t. inputs of all but the first layer
             and w.r.t. all weights), i.e. a training step without the optimizer.
     """
-    state = _meta_state(network)
+    state = meta_copy_state(network)
     counter = FlopCounterMode(display=False)
     with counter:
         with torch.set_grad_enabled(backward):

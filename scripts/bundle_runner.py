@@ -65,6 +65,26 @@ def bundle_command(
     return command
 
 
+def bundle_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Environment of a bundle subprocess: this process's, updated with ``env``, the repository first on PYTHONPATH.
+
+    The project's packages (``custom_networks``, ``transforms``) must import in the subprocess even when the
+    project is not pip-installed (e.g. a plain checkout).
+    """
+    full_env = {**os.environ, **(env or {})}
+    full_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), full_env.get("PYTHONPATH")]))
+    return full_env
+
+
+def output_tail(text: str | None, max_chars: int | None = 4000, max_lines: int | None = None) -> str:
+    """The end of a run's output for an error message: its last ``max_lines`` lines, at most ``max_chars``
+    characters (``None``: no limit)."""
+    text = text or ""
+    if max_lines is not None:
+        text = "\n".join(text.splitlines()[-max_lines:]) if max_lines > 0 else ""
+    return text if max_chars is None else text[-max_chars:]
+
+
 def run_bundle(
     bundle: str | os.PathLike,
     configs: Sequence[str] = ("train.json",),
@@ -76,13 +96,10 @@ def run_bundle(
 ) -> subprocess.CompletedProcess:
     """Runs the bundle command; raises ``CalledProcessError`` (with the output tail) when it fails."""
     command = bundle_command(bundle, configs, target, overrides)
-    full_env = {**os.environ, **(env or {})}
-    # the project's packages must import even when it is not pip-installed (e.g. a plain checkout)
-    full_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), full_env.get("PYTHONPATH")]))
     result = subprocess.run(
-        command, cwd=REPO_ROOT, env=full_env, timeout=timeout, text=True, capture_output=capture, check=False
+        command, cwd=REPO_ROOT, env=bundle_env(env), timeout=timeout, text=True, capture_output=capture, check=False
     )
     if result.returncode != 0:
-        tail = (result.stdout or "")[-4000:] + (result.stderr or "")[-4000:] if capture else ""
+        tail = output_tail(result.stdout) + output_tail(result.stderr) if capture else ""
         raise subprocess.CalledProcessError(result.returncode, command, output=tail)
     return result

@@ -63,9 +63,11 @@ from tqdm.auto import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bundle_runner import REPO_ROOT, bundle_command, bundle_dir  # noqa: E402
-from score_predictions import segmentation_scores  # noqa: E402
+from bundle_runner import REPO_ROOT, bundle_command, bundle_dir, bundle_env, output_tail  # noqa: E402
+from score_predictions import prediction_path, segmentation_scores  # noqa: E402
 from visualize import overlay, to_display_gray  # noqa: E402
+
+from transforms import common_input_root  # noqa: E402
 
 logger = logging.getLogger("reproduce")
 
@@ -329,8 +331,8 @@ def run_logged(command: Sequence[str], log_path: Path, description: str = "", sh
     The console only shows a progress bar over the training iterations (from MONAI's StatsHandler lines).
     Raises ``CalledProcessError`` with the log's tail when the command fails.
     """
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    # unbuffered: the progress bar follows the training live
+    env = bundle_env({"PYTHONUNBUFFERED": "1"})
     log_path.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     bar = None
@@ -359,7 +361,7 @@ def run_logged(command: Sequence[str], log_path: Path, description: str = "", sh
                 bar.close()
     seconds = time.monotonic() - started
     if process.returncode != 0:
-        tail = "\n".join(log_path.read_text().splitlines()[-25:])
+        tail = output_tail(log_path.read_text(), max_chars=None, max_lines=25)
         raise BundleRunError(process.returncode, list(command), output=f"{description} failed; log {log_path}:\n{tail}")
     return seconds
 
@@ -433,10 +435,13 @@ def _to_numpy(value: Any) -> np.ndarray:
 
 
 def validation_samples(parser: ConfigParser, datalist_id: str, preprocessing_id: str) -> list[dict]:
-    """The validation items with the bundle's own preprocessing: ``{"id", "image_path", "image", "truth"}``.
+    """The validation items with the bundle's own preprocessing: ``{"id", "image_path", "input_root", "image",
+    "truth"}``.
 
     ``image`` is channel-first as the network sees it, ``truth`` the binary foreground [H, W] the bundle
-    scores against (label > 0, or its argmax for a one-hot label).
+    scores against (label > 0, or its argmax for a one-hot label). ``image_path`` is absolute (the bundle runs
+    in another working directory) and ``input_root`` the common folder of all of them, below which inference.json
+    keeps the inputs' sub-folders (``set29/raw_mask.png``): see :func:`mask_path`.
     """
     datalist = parser.get_parsed_content(datalist_id)
     preprocessing = parser.get_parsed_content(preprocessing_id)
@@ -446,12 +451,13 @@ def validation_samples(parser: ConfigParser, datalist_id: str, preprocessing_id:
         label = _to_numpy(data["label"])
         truth = label[0] > 0 if label.shape[0] == 1 else label.argmax(axis=0) > 0
         samples.append(
-            {"id": item.get("id", index), "image_path": item["image"], "image": _to_numpy(data["image"]),
-             "truth": truth}
+            {"id": item.get("id", index), "image_path": os.path.abspath(item["image"]),
+             "image": _to_numpy(data["image"]), "truth": truth}
         )
     if not samples:
         raise ValueError(f"the validation split ({datalist_id}) is empty.")
-    return samples
+    input_root = common_input_root([sample["image_path"] for sample in samples])
+    return [{**sample, "input_root": input_root} for sample in samples]
 
 
 def score_mask(mask: np.ndarray, truth: np.ndarray, metrics: Sequence[str]) -> dict[str, float]:
@@ -460,30 +466,10 @@ def score_mask(mask: np.ndarray, truth: np.ndarray, metrics: Sequence[str]) -> d
     return {name: scores[PYTHON_METRICS[name]] if name in PYTHON_METRICS else float("nan") for name in metrics}
 
 
-def sample_stem(sample: Mapping) -> str:
-    """Unique file stem of a validation sample (phase-contrast images are all called ``raw.tif``)."""
-    return re.sub(r"[^\w.-]+", "_", str(sample["id"]))
-
-
-def link_inputs(samples: Sequence[Mapping], folder: Path) -> list[str]:
-    """Links ``folder/<id><suffix>`` to the validation images so that mask file names follow the ids."""
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for sample in samples:
-        source = Path(sample["image_path"]).resolve()
-        link = folder / f"{sample_stem(sample)}{''.join(source.suffixes)}"
-        if link.is_symlink() or link.exists():
-            link.unlink()
-        try:
-            link.symlink_to(source)
-        except OSError:  # file systems without symbolic links
-            shutil.copyfile(source, link)
-        paths.append(str(link))
-    return paths
-
-
 def mask_path(predictions: Path, sample: Mapping) -> Path:
-    return predictions / f"{sample_stem(sample)}_mask.png"
+    """Mask file of a validation sample where inference.json writes it: ``NAME_mask.png`` in the image's
+    sub-folder below the common input folder (phase-contrast images are all called ``setN/raw.tif``)."""
+    return prediction_path(predictions, sample["image_path"], sample["input_root"], "mask")
 
 
 def write_mask(path: Path, mask: np.ndarray) -> None:
@@ -813,7 +799,9 @@ def run_training_free_variant(spec: ReproductionSpec, variant: Variant, workdir:
             raise ValueError(
                 f"{variant.training_free} returned a {mask.shape} mask for a {sample['truth'].shape} image."
             )
-        write_mask(mask_path(predictions, sample), mask)
+        path = mask_path(predictions, sample)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_mask(path, mask)
         per_image.append(score_mask(mask, sample["truth"], spec.metrics))
     metrics = {m: float(np.mean([scores[m] for scores in per_image])) for m in spec.metrics}
     return {"metrics": metrics, "train_minutes": 0.0, "epochs_run": 0, "curves": {}}
@@ -870,7 +858,7 @@ def reproduce(
 
     eval_parser = load_parser(bundle, [*loaded.configs, *loaded.evaluate_configs], {**common, **loaded.split})
     samples = validation_samples(eval_parser, loaded.datalist_id, loaded.preprocessing_id)
-    input_images = link_inputs(samples, out / "inputs")
+    input_images = [sample["image_path"] for sample in samples]
 
     records = []
     progress = tqdm(chosen, desc="variants", unit="variant", position=0)

@@ -46,7 +46,7 @@ def segmentation_scores(prediction: np.ndarray, truth: np.ndarray) -> dict[str, 
     }
 
 
-def _prediction_path(prediction_dir: Path, image: str, input_root: str, suffix: str) -> Path:
+def prediction_path(prediction_dir: Path, image: str, input_root: str, suffix: str) -> Path:
     """Where inference.json saved the output of ``image``: below ``prediction_dir`` in the image's sub-folder
     relative to the common input folder (inputs sharing a name, like Usiigaci's ``setN/raw.tif``), or flat."""
     relative = Path(os.path.relpath(image, input_root))
@@ -82,7 +82,7 @@ def score_folder(
     to_foreground = InstancesToForegroundWithBorders()
     rows, probabilities, truths = [], [], []
     for item in datalist:
-        mask_path = _prediction_path(prediction_dir, item["image"], input_root, "mask")
+        mask_path = prediction_path(prediction_dir, item["image"], input_root, "mask")
         if not mask_path.is_file():
             raise FileNotFoundError(f"no prediction for {item['image']}: expected {mask_path}.")
         prediction = read_image_array(mask_path) > 0
@@ -94,7 +94,7 @@ def score_folder(
             Path(overlay_dir).mkdir(parents=True, exist_ok=True)
             save_overlay(Path(overlay_dir) / f"{rows[-1]['image']}_overlay.png", read_image_array(item["image"]),
                          prediction, truth)
-        prob_path = _prediction_path(prediction_dir, item["image"], input_root, "prob")
+        prob_path = prediction_path(prediction_dir, item["image"], input_root, "prob")
         if sweep_thresholds and prob_path.is_file():
             probabilities.append(read_image_array(prob_path).astype(np.float32) / 65535.0)
             truths.append(truth)

@@ -12,10 +12,8 @@ SCRIPTS_DIR = REPO_ROOT / "scripts"
 if str(SCRIPTS_DIR) not in sys.path:
     sys.path.insert(0, str(SCRIPTS_DIR))
 
-
-def data_root() -> Path:
-    """Real data folder: ``$MEDSEG_DATA``, else ``../shared/data`` beside the repository."""
-    return Path(os.environ.get("MEDSEG_DATA", REPO_ROOT.parent / "shared" / "data")).resolve()
+# one definition of where the real data lives ($MEDSEG_DATA, else ../shared/data): the one users run
+from prepare_data import data_root  # noqa: E402
 
 
 def require_dataset(name: str) -> Path:

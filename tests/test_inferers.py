@@ -17,6 +17,7 @@ from transforms.inferers import (
     TestTimeAugmentationInferer,
     TileGeometry,
     estimate_activation_bytes,
+    meta_copy_state,
     probe_tile_geometry,
 )
 from transforms.tiling import extrapolate_crop
@@ -438,3 +439,19 @@ def test_split_uncertainty_batched_and_errors():
     with pytest.raises(ValueError, match="one uncertainty_key per key"):
         SplitUncertaintyd(keys=("a", "b", "c"), uncertainty_key=("x", "y"))
     assert np.array_equal(SplitUncertaintyd(allow_missing_keys=True)({"other": 1})["other"], 1)
+
+
+def test_meta_copy_state_runs_forward_and_backward_without_touching_the_network():
+    network = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.Conv2d(4, 2, 1))
+    network[2].weight.requires_grad_(False)
+    before = {name: tensor.clone() for name, tensor in network.state_dict().items()}
+    state = meta_copy_state(network)
+    assert set(state) == {n for n, _ in network.named_parameters()} | {n for n, _ in network.named_buffers()}
+    assert all(t.device.type == "meta" for t in state.values())
+    assert state["1.num_batches_tracked"].dtype == torch.long and state["0.weight"].shape == (4, 1, 3, 3)
+    assert state["0.weight"].requires_grad and not state["2.weight"].requires_grad
+    output = torch.func.functional_call(network, state, (torch.empty(2, 1, 10, 12, device="meta"),))
+    assert output.shape == (2, 2, 8, 10) and output.device.type == "meta"
+    output.sum().backward()  # reaches the meta weights: no memory, no arithmetic
+    assert all(torch.equal(before[name], tensor) for name, tensor in network.state_dict().items())
+    assert network[0].weight.grad is None

@@ -124,3 +124,29 @@ def test_errors():
         WeightedCrossEntropyLoss()(logits, target, weight[..., :2])
     with pytest.raises(ValueError, match="weight_in_target"):
         WeightedCrossEntropyLoss(weight_in_target=True)(logits, target)
+
+
+def test_half_precision_logits_are_scored_in_float32():
+    logits, target, weight, _ = hand_case()
+    large = (logits + 60.0).half().requires_grad_(True)  # softmax is shift-invariant
+    value = WeightedCrossEntropyLoss(reduction="sum")(large, target, weight)
+    assert value.dtype == torch.float32
+    # exactly the float32 loss of the (float16-rounded) logits
+    assert value.item() == WeightedCrossEntropyLoss(reduction="sum")(large.detach().float(), target, weight).item()
+    value.backward()
+    assert large.grad.dtype == torch.float16 and torch.isfinite(large.grad).all()
+    # the weighted sum over a 128 x 128 tile (10 x ln 2 x 16384) is beyond float16's 65504: inf in float16
+    uniform = torch.zeros(1, 2, 128, 128, dtype=torch.float16)
+    zeros, tens = torch.zeros(1, 1, 128, 128), torch.full((1, 1, 128, 128), 10.0)
+    assert torch.isinf((tens[:, 0].half() * F.cross_entropy(uniform, zeros[:, 0].long(), reduction="none")).sum())
+    assert WeightedCrossEntropyLoss()(uniform, zeros, tens).item() == pytest.approx(10 * math.log(2), rel=1e-6)
+
+
+def test_validate_targets_false_skips_the_integer_check():
+    logits, target, weight, _ = hand_case()
+    loss = WeightedCrossEntropyLoss(validate_targets=False)
+    # a float target with integer values is scored as the integer one; non-integers are truncated unchecked
+    assert torch.equal(loss(logits, target.float(), weight), loss(logits, target, weight))
+    assert torch.equal(loss(logits, target.float() + 0.5, weight), loss(logits, target, weight))
+    with pytest.raises(ValueError, match="dtype torch.bool"):
+        loss(logits, target.bool(), weight)

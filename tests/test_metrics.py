@@ -11,6 +11,7 @@ from scipy import ndimage
 
 from monai.handlers import from_engine
 from transforms.metrics import (
+    PerImageMetric,
     PixelError,
     PixelErrorMetric,
     RandError,
@@ -263,6 +264,22 @@ def test_metric_classes_aggregate_over_batch():
     three_class_pred = torch.nn.functional.one_hot(torch.tensor([[[0, 1], [2, 2]]]), 3).permute(0, 3, 1, 2)
     three_class_y = torch.nn.functional.one_hot(torch.tensor([[[0, 1], [2, 1]]]), 3).permute(0, 3, 1, 2)
     assert PixelErrorMetric(foreground_channel=None)(three_class_pred, three_class_y).item() == pytest.approx(0.25)
+
+
+def test_per_image_metrics_share_aggregate():
+    from transforms.confusion_metrics import ConfusionScoreMetric
+
+    y_pred = torch.stack([one_hot_2d(TWO_CELLS), one_hot_2d(ALL_FOREGROUND)])
+    y = torch.stack([one_hot_2d(TWO_CELLS), one_hot_2d(TWO_CELLS)])
+    for metric in (PixelErrorMetric(get_not_nans=True), RandErrorMetric(), ConfusionScoreMetric("accuracy")):
+        assert isinstance(metric, PerImageMetric)
+        with pytest.raises(ValueError, match=f"{type(metric).__name__} has nothing to aggregate"):
+            metric.aggregate()
+    pixel_metric = PixelErrorMetric(get_not_nans=True)
+    pixel_metric(y_pred, y)
+    value, not_nans = pixel_metric.aggregate()
+    assert value.item() == pytest.approx(0.125) and not_nans.item() == 2
+    torch.testing.assert_close(pixel_metric.aggregate("none")[0], torch.tensor([[0.0], [0.25]]))
 
 
 def test_rand_metric_with_instance_ground_truth():

@@ -215,6 +215,17 @@ def test_overrides_apply_only_where_their_parent_exists():
         reproduce.check_overrides(training, variant, variant.overrides)
 
 
+def test_mask_path_follows_the_inference_sub_folders_of_same_named_inputs(tmp_path):
+    """inference.json keeps the inputs' sub-folders below their common folder (transforms.common_input_root), so
+    the masks of Usiigaci's setN/raw.tif frames do not overwrite each other; reproduce reads and writes there."""
+    images = [str(tmp_path / "data" / name / "raw.tif") for name in ("set29", "set30")]
+    root = str(tmp_path / "data")
+    paths = [reproduce.mask_path(tmp_path / "pred", {"image_path": image, "input_root": root}) for image in images]
+    assert paths == [tmp_path / "pred" / "set29" / "raw_mask.png", tmp_path / "pred" / "set30" / "raw_mask.png"]
+    alone = {"image_path": images[0], "input_root": str(Path(images[0]).parent)}
+    assert reproduce.mask_path(tmp_path / "pred", alone) == tmp_path / "pred" / "raw_mask.png"
+
+
 def test_otsu_separates_a_bimodal_image():
     rng = np.random.default_rng(0)
     truth = np.zeros((32, 40), bool)

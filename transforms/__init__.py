@@ -1,4 +1,5 @@
 from .metrics import (
+    PerImageMetric,
     PixelError,
     PixelErrorMetric,
     RandError,
@@ -34,6 +35,7 @@ from .inferers import (
     TestTimeAugmentationInferer,
     TileGeometry,
     estimate_activation_bytes,
+    meta_copy_state,
     probe_tile_geometry,
 )
 from .illumination import FlatFieldCorrection, FlatFieldCorrectiond, estimate_background

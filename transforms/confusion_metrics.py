@@ -15,16 +15,14 @@ from collections.abc import Callable
 
 import torch
 from monai.handlers import IgniteMetricHandler
-from monai.metrics import CumulativeIterationMetric
-from monai.metrics.utils import do_metric_reduction
 from monai.utils import MetricReduction
 
-from .metrics import confusion_scores
+from .metrics import PerImageMetric, confusion_scores
 
 __all__ = ["ConfusionScoreMetric", "ConfusionScore"]
 
 
-class ConfusionScoreMetric(CumulativeIterationMetric):
+class ConfusionScoreMetric(PerImageMetric):
     """One confusion-matrix ratio per image and class, accumulated like MONAI's ``DiceMetric``.
 
     ``y_pred`` and ``y`` are binarised, batch-first ``[B, C, spatial...]`` tensors (one-hot, or a single channel
@@ -51,14 +49,12 @@ class ConfusionScoreMetric(CumulativeIterationMetric):
         reduction: MetricReduction | str = MetricReduction.MEAN,
         get_not_nans: bool = False,
     ) -> None:
-        super().__init__()
+        super().__init__(reduction=reduction, get_not_nans=get_not_nans)
         empty = torch.zeros(1, 1, 1)
         confusion_scores(empty, empty, (metric_name,))  # rejects unsupported names now rather than mid-evaluation
         self.metric_name = metric_name
         self.include_background = include_background
         self.num_classes = num_classes
-        self.reduction = reduction
-        self.get_not_nans = get_not_nans
 
     def _compute_tensor(  # type: ignore[override]
         self, y_pred: torch.Tensor, y: torch.Tensor | None = None
@@ -73,16 +69,6 @@ class ConfusionScoreMetric(CumulativeIterationMetric):
             include_background=self.include_background,
         )
         return scores[self.metric_name]
-
-    def aggregate(
-        self, reduction: MetricReduction | str | None = None
-    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """Reduce the buffered ``[N, C]`` per-image values (default: ``self.reduction``)."""
-        data = self.get_buffer()
-        if not isinstance(data, torch.Tensor):
-            raise ValueError("ConfusionScoreMetric has nothing to aggregate; call it on predictions first.")
-        values, not_nans = do_metric_reduction(data, reduction or self.reduction)
-        return (values, not_nans) if self.get_not_nans else values
 
 
 class ConfusionScore(IgniteMetricHandler):

@@ -33,6 +33,7 @@ __all__ = [
     "TileGeometry",
     "probe_tile_geometry",
     "estimate_activation_bytes",
+    "meta_copy_state",
     "OverlapTileInferer",
     "TestTimeAugmentationInferer",
     "SplitUncertaintyd",
@@ -146,10 +147,24 @@ def _restore_modes(modes: dict[nn.Module, bool]) -> None:
         module.training = training
 
 
-def _meta_state(network: nn.Module) -> dict[str, torch.Tensor]:
-    """Shape-only (``meta`` device) stand-ins for every parameter and buffer: no memory, no compute."""
-    named = itertools.chain(network.named_parameters(), network.named_buffers())
-    return {name: torch.empty_like(t, device="meta") for name, t in named}
+def meta_copy_state(network: nn.Module) -> dict[str, torch.Tensor]:
+    """Shape-only (``meta`` device) stand-ins for every parameter and buffer of ``network``.
+
+    Passed to ``torch.func.functional_call``, they run the network for its output shapes, memory or FLOP counts
+    without allocating or computing anything; the network itself is left untouched. Floating-point stand-ins
+    keep their ``requires_grad`` so that a backward pass on ``meta`` reaches the weights.
+
+    Args:
+        network: the module whose ``named_parameters()`` and ``named_buffers()`` are copied.
+
+    Returns:
+        ``{name: meta tensor of the same shape and dtype}``.
+    """
+    state = {}
+    for name, tensor in itertools.chain(network.named_parameters(), network.named_buffers()):
+        meta = torch.empty_like(tensor, device="meta")
+        state[name] = meta.requires_grad_(tensor.requires_grad) if tensor.is_floating_point() else meta
+    return state
 
 
 def _network_dtype(network: Any, default: torch.dtype) -> torch.dtype:
@@ -258,7 +273,7 @@ def probe_tile_geometry(
 
     def make_runner(target: str) -> Callable[[int], tuple[int, ...] | None]:
         if target == "meta":
-            state = _meta_state(network)
+            state = meta_copy_state(network)
 
         def run(size: int) -> tuple[int, ...] | None:
             shape = (1, in_channels) + (size,) * spatial_dims
@@ -356,7 +371,7 @@ def estimate_activation_bytes(
     try:
         for module in modes:
             module.training = False
-        state, tile = _meta_state(network), torch.empty(shape, device="meta", dtype=dtype)
+        state, tile = meta_copy_state(network), torch.empty(shape, device="meta", dtype=dtype)
         with torch.no_grad(), meter:
             functional_call(network, state, (tile,))
     except Exception:

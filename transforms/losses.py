@@ -47,11 +47,21 @@ class WeightedCrossEntropyLoss(_Loss):
     ``weight_in_target=True`` the target carries the weight map as its second channel
     (``target[:, 0]`` = class ids, ``target[:, 1]`` = weight), e.g. built with ``ConcatItemsd``.
 
+    Half-precision logits (float16, bfloat16) are upcast to float32 before the softmax: outside autocast the
+    float16 cross entropy and its weighted sum over an image overflow float16's range (65504) to inf/NaN. The
+    loss is then float32 (the gradient reaching the logits keeps their dtype).
+
     Args:
         reduction: ``"mean"``, ``"weighted_mean"``, ``"sum"`` or ``"none"``, see above.
         ignore_index: target value whose pixels do not contribute; ``None`` uses every pixel.
         weight_in_target: read the weight map from channel 1 of a two-channel target when no ``weight``
             is passed to :py:meth:`forward`.
+        validate_targets: check that a floating-point target holds integer class ids (e.g. a label that was
+            resampled with bilinear instead of nearest interpolation) and raise ``ValueError`` otherwise. The
+            check reads a value back to the host, i.e. one device-to-host synchronisation per call on a GPU;
+            pass ``False`` to skip it when the data pipeline guarantees integer labels. Integer and boolean
+            targets are checked by dtype only (no synchronisation), and nothing is checked while
+            ``torch.compile`` traces the loss.
 
     Example::
 
@@ -63,13 +73,18 @@ class WeightedCrossEntropyLoss(_Loss):
     """
 
     def __init__(
-        self, reduction: str = "mean", ignore_index: int | None = None, weight_in_target: bool = False
+        self,
+        reduction: str = "mean",
+        ignore_index: int | None = None,
+        weight_in_target: bool = False,
+        validate_targets: bool = True,
     ) -> None:
         if reduction not in _REDUCTIONS:
             raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}.")
         super().__init__(reduction=reduction)
         self.ignore_index = ignore_index
         self.weight_in_target = weight_in_target
+        self.validate_targets = validate_targets
 
     def _class_ids(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """``target`` as int64 class ids of shape [B, *spatial]."""
@@ -86,11 +101,11 @@ class WeightedCrossEntropyLoss(_Loss):
                 f"target shape {tuple(target.shape)} does not match input {tuple(input.shape)}: "
                 f"expected [B, 1, *spatial] or [B, *spatial] with B, spatial = {expected}."
             )
-        if target.is_floating_point():
+        if target.dtype == torch.bool or target.is_complex():
+            raise ValueError(f"target must hold integer class ids, got dtype {target.dtype}.")
+        if target.is_floating_point() and self.validate_targets and not torch.compiler.is_compiling():
             if not torch.equal(target, torch.round(target)):
                 raise ValueError("target must hold integer class ids, found non-integer values.")
-        elif target.dtype == torch.bool or target.is_complex():
-            raise ValueError(f"target must hold integer class ids, got dtype {target.dtype}.")
         return target.to(device=input.device, dtype=torch.long)
 
     def _pixel_weights(self, input: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -130,6 +145,8 @@ class WeightedCrossEntropyLoss(_Loss):
                 f"input must be logits [B, C, *spatial] with C >= 2 classes, got shape {tuple(input.shape)}; "
                 "single-channel (sigmoid) outputs are not supported."
             )
+        if input.dtype in (torch.float16, torch.bfloat16):
+            input = input.float()
         if weight is None and self.weight_in_target:
             if target.ndim != input.ndim or target.shape[1] != 2:
                 raise ValueError(

@@ -63,6 +63,7 @@ __all__ = [
     "iou_score",
     "confusion_scores",
     "lower_is_better",
+    "PerImageMetric",
     "PixelErrorMetric",
     "RandErrorMetric",
     "PixelError",
@@ -386,7 +387,39 @@ def _check_batch_shapes(pred_labels: torch.Tensor, target_labels: torch.Tensor) 
         )
 
 
-class PixelErrorMetric(CumulativeIterationMetric):
+class PerImageMetric(CumulativeIterationMetric):
+    """Base of the metrics with one value per image (and class), buffered over iterations and reduced by
+    :meth:`aggregate`, like MONAI's ``DiceMetric``.
+
+    Subclasses implement ``_compute_tensor(y_pred, y)`` returning the ``[B, C]`` values of one batch.
+
+    Args:
+        reduction: reduction of the buffered ``[N, C]`` per-image values, as in MONAI metrics (``"mean"``,
+            ``"sum"``, ``"mean_batch"``, ``"none"``...).
+        get_not_nans: whether :meth:`aggregate` also returns the count of non-NaN values.
+    """
+
+    def __init__(self, reduction: MetricReduction | str = MetricReduction.MEAN, get_not_nans: bool = False) -> None:
+        super().__init__()
+        self.reduction = reduction
+        self.get_not_nans = get_not_nans
+
+    def aggregate(
+        self, reduction: MetricReduction | str | None = None
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Reduce the buffered ``[N, C]`` per-image values (default: ``self.reduction``).
+
+        Raises:
+            ValueError: when nothing was computed yet.
+        """
+        data = self.get_buffer()
+        if not isinstance(data, torch.Tensor):
+            raise ValueError(f"{type(self).__name__} has nothing to aggregate; call it on predictions first.")
+        values, not_nans = do_metric_reduction(data, reduction or self.reduction)
+        return (values, not_nans) if self.get_not_nans else values
+
+
+class PixelErrorMetric(PerImageMetric):
     """ISBI 2012 pixel error per image (see :func:`pixel_error`), accumulated like MONAI's ``DiceMetric``.
 
     ``y_pred`` and ``y`` are batch-first ``[B, C, spatial...]`` one-hot tensors (e.g. after
@@ -408,10 +441,8 @@ class PixelErrorMetric(CumulativeIterationMetric):
         reduction: MetricReduction | str = MetricReduction.MEAN,
         get_not_nans: bool = False,
     ) -> None:
-        super().__init__()
+        super().__init__(reduction=reduction, get_not_nans=get_not_nans)
         self.foreground_channel = foreground_channel
-        self.reduction = reduction
-        self.get_not_nans = get_not_nans
 
     def _compute_tensor(  # type: ignore[override]
         self, y_pred: torch.Tensor, y: torch.Tensor | None = None
@@ -424,18 +455,8 @@ class PixelErrorMetric(CumulativeIterationMetric):
         differs = (pred_labels != target_labels).reshape(pred_labels.shape[0], -1)
         return differs.float().mean(dim=1, keepdim=True)
 
-    def aggregate(
-        self, reduction: MetricReduction | str | None = None
-    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """Reduce the buffered ``[N, 1]`` per-image pixel errors (default: ``self.reduction``)."""
-        data = self.get_buffer()
-        if not isinstance(data, torch.Tensor):
-            raise ValueError("PixelErrorMetric has nothing to aggregate; call it on predictions first.")
-        values, not_nans = do_metric_reduction(data, reduction or self.reduction)
-        return (values, not_nans) if self.get_not_nans else values
 
-
-class RandErrorMetric(CumulativeIterationMetric):
+class RandErrorMetric(PerImageMetric):
     """ISBI 2012 foreground-restricted Rand error per image (see :func:`rand_scores`), accumulated like MONAI's
     ``DiceMetric``; ``aggregate()`` gives the mean over images by default.
 
@@ -465,14 +486,12 @@ class RandErrorMetric(CumulativeIterationMetric):
         reduction: MetricReduction | str = MetricReduction.MEAN,
         get_not_nans: bool = False,
     ) -> None:
-        super().__init__()
+        super().__init__(reduction=reduction, get_not_nans=get_not_nans)
         self.foreground_channel = foreground_channel
         self.is_instance = _instance_flags(is_instance)
         self.foreground_restricted = foreground_restricted
         self.connectivity = connectivity
         self.metric_name = look_up_option(metric_name, RandScores._fields)
-        self.reduction = reduction
-        self.get_not_nans = get_not_nans
 
     def _segmentation_maps(self, data: torch.Tensor, is_instance: bool, name: str) -> torch.Tensor:
         if not is_instance:
@@ -505,16 +524,6 @@ class RandErrorMetric(CumulativeIterationMetric):
             for pred_map, target_map in zip(pred_maps, target_maps)
         ]
         return torch.tensor(values, dtype=torch.float32, device=y_pred.device).unsqueeze(1)
-
-    def aggregate(
-        self, reduction: MetricReduction | str | None = None
-    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """Reduce the buffered ``[N, 1]`` per-image scores (default: ``self.reduction``)."""
-        data = self.get_buffer()
-        if not isinstance(data, torch.Tensor):
-            raise ValueError("RandErrorMetric has nothing to aggregate; call it on predictions first.")
-        values, not_nans = do_metric_reduction(data, reduction or self.reduction)
-        return (values, not_nans) if self.get_not_nans else values
 
 
 class PixelError(IgniteMetricHandler):
