@@ -75,11 +75,13 @@ SPEC_FOLDER = Path("configs") / "reproduce"
 DONE_MARKER = "done.json"
 #: metric names of the bundles (``metrics.csv``) and the function of ``segmentation_scores`` that computes them
 PYTHON_METRICS = {
+    "val_class_mean_dice": "mean_dice",
     "val_mean_dice": "dice",
     "val_mean_iou": "iou",
     "val_pixel_error": "pixel_error",
     "val_rand_error": "rand_error",
     "dice": "dice",
+    "mean_dice": "mean_dice",
     "iou": "iou",
     "pixel_error": "pixel_error",
     "rand_error": "rand_error",

@@ -33,13 +33,17 @@ THRESHOLDS = tuple(np.round(np.arange(0.1, 0.95, 0.1), 2))
 
 
 def segmentation_scores(prediction: np.ndarray, truth: np.ndarray) -> dict[str, float]:
-    """Dice and IoU of the foreground, pixel error and foreground-restricted Rand error of one binary mask."""
+    """Dice and IoU of the foreground, Dice averaged over background and foreground, pixel error and
+    foreground-restricted Rand error of one binary mask."""
     prediction, truth = np.asarray(prediction) > 0, np.asarray(truth) > 0
     if prediction.shape != truth.shape:
         raise ValueError(f"prediction {prediction.shape} and label {truth.shape} differ in size.")
     batch_pred, batch_true = prediction[None, None], truth[None, None]
+    cell_dice = float(dice_score(batch_pred, batch_true)[0, 0])
+    background_dice = float(dice_score(~batch_pred, ~batch_true)[0, 0])
     return {
-        "dice": float(dice_score(batch_pred, batch_true)[0, 0]),
+        "dice": cell_dice,
+        "mean_dice": (cell_dice + background_dice) / 2,  # the U-Net bundle's val_class_mean_dice
         "iou": float(iou_score(batch_pred, batch_true)[0, 0]),
         "pixel_error": pixel_error(prediction, truth),
         "rand_error": rand_error(prediction, truth),
@@ -89,7 +93,8 @@ def score_folder(
         label = read_image_array(item["label"])
         truth = np.asarray(to_foreground(label[None]))[0] > 0 if label_kind == "instances" else label > 0
         rows.append({"image": Path(item["image"]).parent.name if layout == "phc" else Path(item["image"]).stem})
-        rows[-1].update(segmentation_scores(prediction, truth))
+        scores = segmentation_scores(prediction, truth)
+        rows[-1].update({name: scores[name] for name in METRICS})
         if overlay_dir is not None:
             Path(overlay_dir).mkdir(parents=True, exist_ok=True)
             save_overlay(Path(overlay_dir) / f"{rows[-1]['image']}_overlay.png", read_image_array(item["image"]),

@@ -51,7 +51,7 @@ def test_training_writes_checkpoints(trained):
     models = workdir / "models"
     assert (models / "model.pt").is_file() and (models / "checkpoint_last.pt").is_file()
     record = json.loads((models / "model.pt.json").read_text())
-    assert record["metric_name"] == "val_mean_dice" and 0 <= record["metric"] <= 1
+    assert record["metric_name"] == "val_class_mean_dice" and 0 <= record["metric"] <= 1
     state = torch.load(models / "checkpoint_last.pt", weights_only=True)
     assert set(state) == {"model", "optimizer", "lr_scheduler", "trainer"}
     assert saved_epoch(models / "checkpoint_last.pt") == 1
@@ -102,7 +102,7 @@ def test_evaluate_scores_a_whole_labelled_folder(trained, isbi_dir):
     overrides["dataset_dir"] = isbi_dir
     run_bundle(BUNDLE, ["train.json", "evaluate.json"], overrides=overrides, capture=True)
     summary = dict(line.split(",") for line in (out / "metrics.csv").read_text().splitlines())
-    assert set(summary) == {"val_mean_dice", "val_mean_iou", "val_pixel_error", "val_rand_error"}
+    assert set(summary) == {"val_class_mean_dice", "val_mean_dice", "val_mean_iou", "val_pixel_error", "val_rand_error"}
     assert all(0.0 <= float(value) <= 1.0 for value in summary.values())
     rows = (out / "val_rand_error_raw.csv").read_text().splitlines()
     assert len(rows) == 1 + 24, "the whole folder (24 images), not the validation split, is scored"
