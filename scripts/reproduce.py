@@ -16,6 +16,10 @@ A reproduction is described by a JSON file, ``bundles/<bundle>/configs/reproduce
       "metric_labels": {"val_mean_dice": "Dice"},       # optional column titles
       "paper": {"U-Net": {"val_rand_error": 0.0382}},   # the paper's numbers, shown side by side
       "notes": "The paper's values come from the challenge's test set.",   # optional, under the table
+      "tables": [                                # optional: several tables from one run (default: one table)
+        {"title": "Table 1", "variants": ["U-Net", "Otsu threshold"]},
+        {"title": "Table 2", "variants": ["U-Net", "U-Net, same padding"], "paper": {"U-Net": {"dice": 0.9}}}
+      ],
       "variants": [
         {"name": "U-Net", "overrides": {"features": [64, 128, 256, 512, 1024]}},
         {"name": "U-Net, same padding", "overrides": {"padding": "same"}, "configs": []},
@@ -85,6 +89,12 @@ PYTHON_METRICS = {
     "iou": "iou",
     "pixel_error": "pixel_error",
     "rand_error": "rand_error",
+    "val_accuracy": "accuracy",
+    "val_sensitivity": "sensitivity",
+    "val_specificity": "specificity",
+    "accuracy": "accuracy",
+    "sensitivity": "sensitivity",
+    "specificity": "specificity",
 }
 LOWER_IS_BETTER_WORDS = ("error", "loss", "hausdorff", "distance", "hd95", "asd")
 # MONAI's StatsHandler: "Epoch: 3/50, Iter: 7/20 -- train_loss: 0.6931"
@@ -174,6 +184,7 @@ class ReproductionSpec:
     paper: dict = field(default_factory=dict)
     notes: str = ""
     key_metric: str | None = None
+    tables: list = field(default_factory=list)
     loss_tag: str = "train_loss"
     trainer_id: str = "train#trainer"
     datalist_id: str = "validate#datalist"
@@ -238,10 +249,30 @@ def parse_spec(raw: Mapping, source: str = "<dict>") -> ReproductionSpec:
         raise ValueError(f"{source}: 'metrics' must be a list of metric names, got {raw['metrics']!r}.")
     spec = ReproductionSpec(**{**raw, "variants": variants, "source": source})
     spec.budget = check_budget(spec.budget, source)
-    for name, values in spec.paper.items():
+    check_paper_values(spec.paper, source)
+    spec.tables = [check_table(table, {v.name for v in variants}, source) for table in spec.tables]
+    return spec
+
+
+def check_paper_values(paper: Mapping, source: str) -> None:
+    for name, values in paper.items():
         if not isinstance(values, Mapping):
             raise ValueError(f"{source}: paper values of {name!r} must map metric names to numbers.")
-    return spec
+
+
+def check_table(table: Mapping, variant_names: set, source: str) -> dict:
+    """A ``tables`` entry: ``title``, ``variants`` (names of the spec's variants) and optional ``paper`` values
+    replacing the spec's for that table (a model scored differently in two of the paper's tables)."""
+    if not isinstance(table, Mapping) or not table.get("title") or not table.get("variants"):
+        raise ValueError(f"{source}: every entry of 'tables' needs a 'title' and a list of 'variants'.")
+    extra = set(table) - {"title", "variants", "paper"}
+    if extra:
+        raise ValueError(f"{source}: table {table['title']!r} has unknown keys {sorted(extra)}.")
+    missing = [name for name in table["variants"] if name not in variant_names]
+    if missing:
+        raise ValueError(f"{source}: table {table['title']!r} lists unknown variants {missing}.")
+    check_paper_values(table.get("paper", {}), source)
+    return {"title": table["title"], "variants": list(table["variants"]), "paper": dict(table.get("paper", {}))}
 
 
 def load_spec(bundle: str | os.PathLike, spec: str | os.PathLike) -> ReproductionSpec:
@@ -510,23 +541,8 @@ def _format(value: float | None, bold: bool = False) -> str:
 
 
 def results_markdown(spec: ReproductionSpec, results: Mapping) -> str:
-    """The table: one row per variant (and per paper-only entry), metric columns with the paper's values."""
-    rows = results["variants"]
-    paper = spec.paper
-    paper_metrics = {m for values in paper.values() for m in values}
-    best = {}
-    for metric in spec.metrics:
-        values = [r["metrics"].get(metric) for r in rows]
-        values = [v for v in values if v is not None and not math.isnan(v)]
-        if len(values) > 1:
-            best[metric] = min(values) if spec.is_lower_better(metric) else max(values)
-    header = ["variant"]
-    for metric in spec.metrics:
-        arrow = "↓" if spec.is_lower_better(metric) else "↑"
-        header.append(f"{spec.label(metric)} {arrow}")
-        if metric in paper_metrics:
-            header.append(f"{spec.label(metric)} (paper)")
-    header += ["train min", "epochs"]
+    """The tables (one, or the spec's ``tables``): one row per variant (and per paper-only entry), metric
+    columns with the paper's values."""
     lines = [
         f"# {spec.title}",
         "",
@@ -542,9 +558,38 @@ def results_markdown(spec: ReproductionSpec, results: Mapping) -> str:
         f"{results['n_validation']} validation image(s) {results['validation_ids']}. "
         "Metrics are means over the validation images; best in bold.",
         "",
-        "| " + " | ".join(header) + " |",
-        "|---" + "|---:" * (len(header) - 1) + "|",
     ]
+    rows_by_name = {row["name"]: row for row in results["variants"]}
+    if spec.tables:
+        for table in spec.tables:
+            rows = [rows_by_name[name] for name in table["variants"] if name in rows_by_name]
+            lines += [f"## {table['title']}", ""]
+            lines += table_lines(spec, rows, table["paper"] or spec.paper) + [""]
+    else:
+        lines += table_lines(spec, results["variants"], spec.paper) + [""]
+    if spec.notes:
+        lines += [spec.notes, ""]
+    lines += ["Figures: `metrics_bar.png`, `training_curves.png`, `overlay_grid.png`.", ""]
+    return "\n".join(lines)
+
+
+def table_lines(spec: ReproductionSpec, rows: Sequence[Mapping], paper: Mapping) -> list[str]:
+    """A markdown table of ``rows`` with ``paper``'s values beside each metric they give."""
+    paper_metrics = {m for values in paper.values() for m in values}
+    best = {}
+    for metric in spec.metrics:
+        values = [r["metrics"].get(metric) for r in rows]
+        values = [v for v in values if v is not None and not math.isnan(v)]
+        if len(values) > 1:
+            best[metric] = min(values) if spec.is_lower_better(metric) else max(values)
+    header = ["variant"]
+    for metric in spec.metrics:
+        arrow = "↓" if spec.is_lower_better(metric) else "↑"
+        header.append(f"{spec.label(metric)} {arrow}")
+        if metric in paper_metrics:
+            header.append(f"{spec.label(metric)} (paper)")
+    header += ["train min", "epochs"]
+    lines = ["| " + " | ".join(header) + " |", "|---" + "|---:" * (len(header) - 1) + "|"]
     for row in rows:
         cells = [row["name"]]
         for metric in spec.metrics:
@@ -566,10 +611,7 @@ def results_markdown(spec: ReproductionSpec, results: Mapping) -> str:
             if metric in paper_metrics:
                 cells.append(_format(values.get(metric)))
         lines.append("| " + " | ".join(cells + ["–", "–"]) + " |")
-    if spec.notes:
-        lines += ["", spec.notes]
-    lines += ["", "Figures: `metrics_bar.png`, `training_curves.png`, `overlay_grid.png`.", ""]
-    return "\n".join(lines)
+    return lines
 
 
 def _pyplot():
@@ -844,6 +886,8 @@ def reproduce(
     if isinstance(variants, str):
         variants = [variants]
     loaded = load_spec(bundle, spec)
+    # --overrides win over the spec, so a quick check can shrink the split; results.md shows the one used
+    loaded.split = {**loaded.split, **{key: common.pop(key) for key in list(loaded.split) if key in common}}
     budget = check_budget({"epochs": epochs, "minutes": minutes}, "--epochs/--minutes") if (
         epochs is not None or minutes is not None) else loaded.budget
     chosen = loaded.variants

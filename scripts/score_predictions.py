@@ -25,7 +25,7 @@ from visualize import save_overlay  # noqa: E402
 
 from transforms import InstancesToForegroundWithBorders, common_input_root  # noqa: E402
 from transforms.datalist import folder_datalist, read_image_array  # noqa: E402
-from transforms.metrics import dice_score, iou_score, pixel_error, rand_error  # noqa: E402
+from transforms.metrics import confusion_scores, dice_score, iou_score, pixel_error, rand_error  # noqa: E402
 
 METRICS = ("dice", "iou", "pixel_error", "rand_error")
 LOWER_IS_BETTER = {"pixel_error", "rand_error"}
@@ -33,20 +33,23 @@ THRESHOLDS = tuple(np.round(np.arange(0.1, 0.95, 0.1), 2))
 
 
 def segmentation_scores(prediction: np.ndarray, truth: np.ndarray) -> dict[str, float]:
-    """Dice and IoU of the foreground, Dice averaged over background and foreground, pixel error and
-    foreground-restricted Rand error of one binary mask."""
+    """Dice and IoU of the foreground, Dice averaged over background and foreground, pixel error,
+    foreground-restricted Rand error, and the foreground's pixel accuracy, sensitivity and specificity (an empty
+    denominator gives 1, as the bundles' ``ConfusionScore``) of one binary mask."""
     prediction, truth = np.asarray(prediction) > 0, np.asarray(truth) > 0
     if prediction.shape != truth.shape:
         raise ValueError(f"prediction {prediction.shape} and label {truth.shape} differ in size.")
     batch_pred, batch_true = prediction[None, None], truth[None, None]
     cell_dice = float(dice_score(batch_pred, batch_true)[0, 0])
     background_dice = float(dice_score(~batch_pred, ~batch_true)[0, 0])
+    confusion = confusion_scores(batch_pred, batch_true, ("accuracy", "sensitivity", "specificity"))
     return {
         "dice": cell_dice,
         "mean_dice": (cell_dice + background_dice) / 2,  # the U-Net bundle's val_class_mean_dice
         "iou": float(iou_score(batch_pred, batch_true)[0, 0]),
         "pixel_error": pixel_error(prediction, truth),
         "rand_error": rand_error(prediction, truth),
+        **{name: float(value[0, 0]) for name, value in confusion.items()},
     }
 
 

@@ -280,6 +280,45 @@ def test_markdown_marks_the_best_value_by_metric_direction():
     assert "30 min of wall time per variant" in markdown and "Scored on one image." in markdown
 
 
+def test_tables_split_the_rows_and_may_replace_the_paper_values():
+    tables = [
+        {"title": "Baselines", "variants": ["Otsu", "valid"]},
+        {"title": "Ablation", "variants": ["valid", "same"], "paper": {"valid": {"val_mean_dice": 0.9}}},
+    ]
+    spec = reproduce.parse_spec(tiny_spec(tables=tables))
+    metrics = dict(zip(METRICS, (0.8, 0.7, 0.2, 0.3)))
+    rows = [{"name": name, "training_free": None, "metrics": metrics, "train_minutes": 1.0, "epochs_run": 2}
+            for name in ("valid", "same", "Otsu")]
+    results = {"variants": rows, "command": "c", "bundle": BUNDLE, "spec": "s", "seed": 0, "budget": {"epochs": 2},
+               "split": {"train_ids": [0]}, "n_validation": 1, "validation_ids": [20]}
+    markdown = reproduce.results_markdown(spec, results)
+    first, second = markdown.split("## Baselines")[1].split("## Ablation")
+    assert [row[0] for row in table_rows(first)[2:]] == ["Otsu", "valid", "U-Net, challenge test set (paper)"]
+    ablation = table_rows(second)
+    assert [row[0] for row in ablation[2:]] == ["valid", "same"]
+    # the table's own paper values replace the spec's: a Dice (paper) column, no Rand error (paper) column
+    assert "Dice (paper)" in ablation[0] and "Rand error (paper)" not in ablation[0]
+    assert ablation[2][ablation[0].index("Dice (paper)")] == "0.9000"
+
+
+@pytest.mark.parametrize(
+    "table, message",
+    [({"title": "T", "variants": ["nope"]}, "unknown variants"), ({"variants": ["valid"]}, "needs a 'title'"),
+     ({"title": "T", "variants": ["valid"], "rows": 1}, "unknown keys")],
+)
+def test_bad_tables_are_refused(table, message):
+    with pytest.raises(ValueError, match=message):
+        reproduce.parse_spec(tiny_spec(tables=[table]))
+
+
+def test_command_line_overrides_replace_the_spec_split(tmp_path, monkeypatch):
+    spec_file = tmp_path / "otsu.json"
+    spec_file.write_text(json.dumps(tiny_spec(variants=[{"name": "Otsu", "training_free": "otsu"}])))
+    results = reproduce.reproduce(BUNDLE, str(spec_file), out_dir=str(tmp_path / "out"),
+                                  overrides={"val_ids": [21, 22]})
+    assert results["split"]["val_ids"] == [21, 22] and results["validation_ids"] == [21, 22]
+
+
 # --- StopAfterSeconds ---------------------------------------------------------------------------------------
 
 

@@ -11,9 +11,10 @@ import torch
 import torch.nn.functional as F
 from torch.nn.modules.loss import _Loss
 
+from monai.losses import FocalLoss, TverskyLoss
 from monai.utils import convert_to_tensor
 
-__all__ = ["WeightedCrossEntropyLoss"]
+__all__ = ["WeightedCrossEntropyLoss", "TverskyFocalLoss"]
 
 _REDUCTIONS = ("mean", "weighted_mean", "sum", "none")
 
@@ -173,3 +174,133 @@ class WeightedCrossEntropyLoss(_Loss):
         denominator = kept.sum() if self.reduction == "mean" else pixel_weight.sum()
         # all pixels ignored (or zero weight): the numerator is 0 too, return 0 instead of 0/0
         return total / denominator.clamp(min=torch.finfo(total.dtype).tiny)
+
+
+class TverskyFocalLoss(_Loss):
+    """Weighted sum of a Tversky ("Dice") loss and a focal loss, the training loss of LG-Net (Lu, Yuan, Xu 2023,
+    Sec. 2.5, Eqs. 14-16)::
+
+        L = tversky_weight * L_Tversky + focal_weight * L_Focal    (paper: 0.3, 0.7; alpha = beta = 0.5; gamma = 2)
+
+    Both terms are MONAI's, composed as they are:
+
+    - ``L_Tversky`` = :class:`monai.losses.TverskyLoss`: per image (or per batch with ``batch=True``) and channel
+      ``1 - (TP + smooth_nr) / (TP + alpha * FP + beta * FN + smooth_dr)`` on soft counts, averaged over images and
+      channels. Note the convention: ``alpha`` weighs false positives and ``beta`` false negatives (MONAI's and
+      Salehi et al.'s); the paper's Eq. (14) writes them the other way round, which makes no difference at the
+      paper's ``alpha = beta = 0.5`` (then the term is the soft Dice loss).
+    - ``L_Focal`` = :class:`monai.losses.FocalLoss` with ``use_softmax=softmax`` and no class weighting
+      (``focal_alpha=None``): per element ``-(1 - p_t)^gamma * log(p_t)``, averaged over all elements (computed in
+      float32 by MONAI). With ``include_background=False`` the softmax still runs over all channels and the
+      background channel is dropped afterwards, as in the Tversky term (MONAI's ``FocalLoss`` would drop the
+      background logit before its softmax). With
+      ``sigmoid=True`` and one output channel ``p_t`` is ``p`` on foreground and ``1 - p`` on background pixels, i.e.
+      exactly Eq. (15) for the two classes foreground/background, ``-1/N sum_n sum_c g_n(c) (1 - p_n(c))^2 log
+      p_n(c)``. With ``softmax=True`` and ``K`` channels MONAI averages over the ``K`` channels as well, giving
+      Eq. (15) divided by ``K``.
+
+    Scale relative to the paper: Eq. (14) sums ``1 - TI`` over the classes where MONAI averages, so with ``K``
+    channels both terms, and hence ``L``, are the paper's divided by ``K`` (``K = 1`` for the binary sigmoid
+    output: identical). A constant factor changes neither the minimiser nor, for Adam (the paper's optimiser), the
+    updates, apart from its epsilon. With a single sigmoid channel the Tversky term covers the foreground only
+    (Eq. 14 with ``c = 0`` the lesion class); use two softmax channels to include the background.
+
+    Args:
+        tversky_weight: weight of the Tversky term (paper: ``gamma = 0.3`` of Eq. 16).
+        focal_weight: weight of the focal term (paper: ``1 - gamma = 0.7``).
+        alpha: Tversky weight of false positives.
+        beta: Tversky weight of false negatives.
+        gamma: focusing parameter of the focal term (paper: 2).
+        include_background: whether channel 0 enters both terms (MONAI semantics; ignored for one channel).
+        to_onehot_y: convert a class-id target ``[B, 1, *spatial]`` to one-hot (multi-class softmax).
+        sigmoid: apply a sigmoid to the logits (binary / multi-label); default: ``not softmax``.
+        softmax: apply a softmax over the channels (multi-class). Exactly one of ``sigmoid``/``softmax`` is used.
+        smooth_nr: added to the Tversky numerator.
+        smooth_dr: added to the Tversky denominator.
+        batch: sum the Tversky counts over the batch before the ratio (MONAI ``batch``).
+        focal_alpha: MONAI ``FocalLoss`` ``alpha`` class balancing; ``None`` (paper) for none.
+        reduction: ``"mean"`` (default) or ``"sum"`` of both terms over images and channels (MONAI semantics; the
+            focal ``"sum"`` first averages over the spatial axes).
+
+    Example::
+
+        loss = TverskyFocalLoss(sigmoid=True)  # LG-Net, binary lesion mask, 1 logit channel
+        multi = TverskyFocalLoss(softmax=True, to_onehot_y=True)  # background / GGO / consolidation, 3 logits
+    """
+
+    def __init__(
+        self,
+        tversky_weight: float = 0.3,
+        focal_weight: float = 0.7,
+        alpha: float = 0.5,
+        beta: float = 0.5,
+        gamma: float = 2.0,
+        include_background: bool = True,
+        to_onehot_y: bool = False,
+        sigmoid: bool | None = None,
+        softmax: bool = False,
+        smooth_nr: float = 1e-5,
+        smooth_dr: float = 1e-5,
+        batch: bool = False,
+        focal_alpha: float | None = None,
+        reduction: str = "mean",
+    ) -> None:
+        if reduction not in ("mean", "sum"):
+            raise ValueError(f"TverskyFocalLoss: reduction must be 'mean' or 'sum', got {reduction!r}.")
+        super().__init__(reduction=reduction)
+        if sigmoid is None:
+            sigmoid = not softmax
+        if bool(sigmoid) == bool(softmax):
+            raise ValueError(
+                "TverskyFocalLoss: exactly one of sigmoid and softmax must be True (the focal term needs the logits' "
+                f"activation), got sigmoid={sigmoid!r}, softmax={softmax!r}."
+            )
+        for name, value in (("tversky_weight", tversky_weight), ("focal_weight", focal_weight), ("gamma", gamma)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise ValueError(f"TverskyFocalLoss: {name} must be a non-negative number, got {value!r}.")
+        self.tversky_weight = float(tversky_weight)
+        self.focal_weight = float(focal_weight)
+        self.tversky = TverskyLoss(
+            include_background=include_background,
+            to_onehot_y=to_onehot_y,
+            sigmoid=bool(sigmoid),
+            softmax=bool(softmax),
+            alpha=alpha,
+            beta=beta,
+            reduction=reduction,
+            smooth_nr=smooth_nr,
+            smooth_dr=smooth_dr,
+            batch=batch,
+        )
+        # element-wise focal losses on all channels, background removed afterwards: MONAI's FocalLoss would drop the
+        # background logit before its softmax, i.e. renormalise over the foreground classes only, unlike TverskyLoss
+        self.include_background = include_background
+        self.focal = FocalLoss(
+            include_background=True,
+            to_onehot_y=to_onehot_y,
+            gamma=gamma,
+            alpha=focal_alpha,
+            reduction="none",
+            use_softmax=bool(softmax),
+        )
+
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """
+        Args:
+            input: logits ``[B, C, *spatial]`` (no activation applied yet).
+            target: ``[B, C, *spatial]`` (one-hot / binary), or class ids ``[B, 1, *spatial]`` with
+                ``to_onehot_y=True``.
+
+        Returns:
+            the scalar loss.
+        """
+        input = convert_to_tensor(input, track_meta=False)
+        target = convert_to_tensor(target, track_meta=False)
+        focal = self.focal(input, target)
+        if not self.include_background and focal.shape[1] > 1:
+            focal = focal[:, 1:]
+        if self.reduction == "sum":
+            focal = focal.flatten(2).mean(dim=2).sum()  # MONAI FocalLoss "sum": spatial mean, sum over images, channels
+        else:
+            focal = focal.mean()
+        return self.tversky_weight * self.tversky(input, target) + self.focal_weight * focal
