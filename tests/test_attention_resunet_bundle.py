@@ -18,6 +18,7 @@ from monai.bundle import ConfigParser
 from monai.networks.nets import BasicUNet
 from PIL import Image
 
+import custom_networks
 from bundle_runner import bundle_command, bundle_dir, run_bundle
 from tests.conftest import REPO_ROOT
 
@@ -275,3 +276,25 @@ def test_inference_refuses_a_corrupt_frame_naming_it(trained, tmp_path, phc_crop
         run_bundle(BUNDLE, ["inference.json"], overrides=overrides, capture=True)
     assert "DataValidationError" in error.value.output and "broken.tif" in error.value.output
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
+def test_paper_tables_spec_builds_every_variant_network_at_its_width():
+    import reproduce
+
+    spec = reproduce.load_spec(BUNDLE, "paper_tables")
+    assert [table["title"].split(":")[0] for table in spec.tables] == ["Table 1", "Table 2"]
+    switches = {}
+    for variant in spec.variants:
+        if variant.training_free:
+            assert variant.training_free == "otsu"
+            continue
+        for configs in (["train.json"], ["inference.json"]):
+            parser = reproduce.load_parser(BUNDLE, configs, reproduce.applicable_overrides(
+                reproduce.load_parser(BUNDLE, configs), variant.overrides))
+            network = parser.get_parsed_content("network_def")
+            with torch.no_grad():
+                assert network.eval()(torch.rand(1, 1, 64, 64)).shape == (1, 1, 64, 64)
+        if isinstance(network, custom_networks.AttentionResUNet):
+            switches[variant.name] = (network.use_residual, network.use_attention)
+    # the ablation is four configurations of one class
+    assert sorted(switches.values()) == [(False, False), (False, True), (True, False), (True, True)]

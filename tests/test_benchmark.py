@@ -203,3 +203,27 @@ def test_cli_tiny_run_reports_tiles_flops_and_verdicts(tmp_path):
     for verdict in ("speedup", "fraction of dense-conv peak", "agreement"):
         assert any(line.startswith(("PASS", "FAIL")) and verdict in line for line in completed.stdout.splitlines())
     assert "results written to" in completed.stdout
+
+
+def test_attention_resunet_benchmark_counts_windows_flops_and_ratios(capsys):
+    results = benchmark.attention_resunet(
+        frame_size=(40, 48), features=(2, 4, 8, 16, 32), roi_size=32, sw_batch_size=2, overlap=0.25,
+        train_batch_size=1, repeats=1, warmup=0, threads=1,
+    )
+    # a 40 x 48 frame in 32-px windows at 25 % overlap (stride 24): 2 x 2 windows
+    assert results["settings"]["windows_per_frame"] == 4
+    networks = benchmark.phase_contrast_networks((2, 4, 8, 16, 32))
+    assert set(results["inference"]) == set(networks) == {
+        "AttentionResUNet (ours)", "MONAI AttentionUnet", "FCN8s", "MONAI BasicUNet", "SegNet", "R2UNet"}
+    ours = results["inference"]["AttentionResUNet (ours)"]
+    window_flops = benchmark.convolution_flops(networks["AttentionResUNet (ours)"].eval(), (1, 1, 32, 32))
+    assert ours["gflop"] == pytest.approx(4 * window_flops / 1e9)
+    reference = results["inference_ratios"]["MONAI AttentionUnet"]
+    assert reference == {"time_ratio_vs_reference": 1.0, "throughput_ratio_vs_reference": 1.0}
+    target = results["targets"]["training_throughput_vs_monai_attention_unet"]
+    ours_training = results["training"]["AttentionResUNet (ours)"]["gflops_at_median"]
+    assert target["value"] == pytest.approx(ours_training / results["training"]["MONAI AttentionUnet"]["gflops_at_median"])
+    assert target["passed"] == (target["value"] >= 1.0) and ours_training > 0
+    assert "GFLOP/s / MONAI" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="5 levels"):
+        benchmark.phase_contrast_networks((2, 4, 8))

@@ -43,3 +43,17 @@ def test_missing_prediction_and_size_mismatch(tmp_path, isbi_dir):
         score_folder(tmp_path, isbi_dir, "isbi", ids=[0])
     with pytest.raises(ValueError, match="differ in size"):
         segmentation_scores(np.ones((4, 4)), np.ones((4, 5)))
+
+
+def test_segmentation_scores_match_a_hand_count():
+    truth = np.zeros((4, 4), bool)
+    truth[0, 1:] = True  # 3 cell pixels
+    prediction = np.zeros((4, 4), bool)
+    prediction[0, :3] = True  # 2 of them found, 1 false positive, 12 true negatives
+    scores = segmentation_scores(prediction, truth)
+    assert scores["dice"] == pytest.approx(2 * 2 / (3 + 3))
+    assert scores["iou"] == pytest.approx(2 / 4)
+    assert scores["accuracy"] == pytest.approx(14 / 16) and scores["pixel_error"] == pytest.approx(2 / 16)
+    assert scores["sensitivity"] == pytest.approx(2 / 3) and scores["specificity"] == pytest.approx(12 / 13)
+    empty = segmentation_scores(np.zeros((3, 3)), np.zeros((3, 3)))
+    assert empty["sensitivity"] == empty["specificity"] == empty["dice"] == 1.0
