@@ -27,8 +27,9 @@ class EnsureChannels(Transform):
 
     Args:
         channels: channel count the network expects.
-        convert: when ``channels == 1``, turn RGB/RGBA into gray (BT.601 luma, alpha dropped) and
-            when ``channels == 3``, repeat a gray image three times and drop alpha. ``False`` refuses
+        convert: when ``channels == 1``, turn RGB/RGBA into gray (BT.601 luma, alpha dropped) and keep
+            the gray channel of gray + alpha (2 channels, e.g. a PNG of mode ``LA``); when ``channels == 3``,
+            drop the alpha of RGBA and repeat a gray (or gray + alpha) image three times. ``False`` refuses
             such images with a ``ValueError`` naming the file.
     """
 
@@ -43,11 +44,13 @@ class EnsureChannels(Transform):
         if found == self.channels:
             return img
         name = _source_name(img)
-        if self.convert and self.channels == 1 and found in (3, 4):
+        if self.convert and self.channels == 1 and found in (2, 3, 4):
+            if found == 2:  # gray + alpha
+                return img[:1]
             weights = torch.as_tensor(_LUMA, dtype=img.dtype, device=img.device).view(3, *([1] * (img.ndim - 1)))
             return (img[:3] * weights).sum(dim=0, keepdim=True)
-        if self.convert and self.channels == 3 and found in (1, 4):
-            return img[:3] if found == 4 else img.repeat(3, *([1] * (img.ndim - 1)))
+        if self.convert and self.channels == 3 and found in (1, 2, 4):
+            return img[:3] if found == 4 else img[:1].repeat(3, *([1] * (img.ndim - 1)))
         hint = "" if self.convert else " (set convert=True to convert colour/gray images)"
         raise ValueError(f"{name}: expected {self.channels} channel(s), found {found}{hint}.")
 

@@ -164,6 +164,7 @@ def register_layout(
 register_layout("isbi", "image/{id}.png", "label/{id}.png")
 register_layout("phc", "set{id}/raw.tif", "set{id}/instances_ids.png")
 register_layout("covid", "Imgs/{id}.jpg", "GT/{id}.png")
+register_layout("covid_multiclass", "Imgs/{id}.jpg", "GT-multiclass/{id}.png")
 register_layout("monuseg", "images/{id}.tif", "masks/{id}.png")
 
 
@@ -620,9 +621,19 @@ def _check_label_values(
 
 
 def _channel_problem(
-    path: str, role: str, header: ImageHeader, expected: int | None, allow_rgb_to_gray: bool
+    path: str, role: str, header: ImageHeader, expected: int | Sequence[int] | None, allow_rgb_to_gray: bool
 ) -> str | None:
-    if expected is None or header.channels == expected:
+    if expected is None:
+        return None
+    if not isinstance(expected, (int, np.integer)):  # accepted counts, e.g. [1, 2, 3, 4] when the loader converts
+        accepted = sorted({int(count) for count in expected})
+        if header.channels in accepted:
+            return None
+        return (
+            f"{role} {path} has {header.channels} channel(s) ({header.description}), expected one of "
+            f"{_format_values(accepted)}"
+        )
+    if header.channels == expected:
         return None
     if expected == 1 and allow_rgb_to_gray and header.channels in (3, 4):
         return None
@@ -634,12 +645,12 @@ def _channel_problem(
 
 def check_datalist(
     datalist: Sequence[dict],
-    image_channels: int | None = 1,
+    image_channels: int | Sequence[int] | None = 1,
     label_values: Iterable[int | float] | None = None,
     label_kind: str | None = None,
     allow_rgb_to_gray: bool = False,
     check_sizes: bool = True,
-    label_channels: int | None = 1,
+    label_channels: int | Sequence[int] | None = 1,
     read_pixels: bool = True,
     image_key: str = "image",
     label_key: str = "label",
@@ -657,7 +668,7 @@ def check_datalist(
     problems: list[str] = []
     headers: dict[str, ImageHeader | None] = {}
 
-    def inspect(path_value: object, role: str, expected_channels: int | None) -> ImageHeader | None:
+    def inspect(path_value: object, role: str, expected_channels: int | Sequence[int] | None) -> ImageHeader | None:
         path = str(path_value)
         if path in headers:
             return headers[path]
@@ -717,12 +728,12 @@ def check_datalist(
 
 def validate_datalist(
     datalist: Sequence[dict],
-    image_channels: int | None = 1,
+    image_channels: int | Sequence[int] | None = 1,
     label_values: Iterable[int | float] | None = None,
     label_kind: str | None = None,
     allow_rgb_to_gray: bool = False,
     check_sizes: bool = True,
-    label_channels: int | None = 1,
+    label_channels: int | Sequence[int] | None = 1,
     read_pixels: bool = True,
 ) -> Sequence[dict]:
     """Check a datalist before training and return it unchanged, so configs can wrap it inline.
@@ -735,13 +746,15 @@ def validate_datalist(
 
     Args:
         datalist: ``[{"image": path, "label": path (optional)}, ...]``.
-        image_channels: expected image channel count (gray = 1, RGB = 3); None accepts any.
+        image_channels: expected image channel count (gray = 1, RGB = 3), or a list of accepted counts
+            (e.g. ``[1, 2, 3, 4]`` when the loader converts gray/RGBA to RGB); None accepts any.
         label_values: the only values allowed in labels, e.g. ``{0, 255}`` for ISBI 2012; None = no list.
         label_kind: ``"binary"`` (at most two values, a subset of {0, 1} or {0, 255}, unless
             ``label_values`` is given), ``"instances"`` (integer ids >= 0), or None (no check).
         allow_rgb_to_gray: accept 3/4-channel images when ``image_channels`` is 1 (the loader converts).
         check_sizes: require image and label to have the same height and width.
-        label_channels: expected label channel count; None accepts any.
+        label_channels: expected label channel count, or a list of accepted counts (e.g. ``[1, 2]`` for masks
+            stored as gray + alpha); None accepts any.
         read_pixels: decode every pixel so that truncated files are caught now (default); False reads
             only headers, except labels that need value checks and float images that need NaN checks.
 
