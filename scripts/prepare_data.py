@@ -680,8 +680,23 @@ DATASETS: dict[str, DatasetInfo] = {
         downloader=_download_usiigaci,
         description="Usiigaci phase-contrast cells, 50 annotated 16-bit frames with instance ids",
     ),
+    # The two below are distributed through Google Drive links behind the challenge / paper pages
+    # (https://monuseg.grand-challenge.org/Data/, https://github.com/DengPingFan/Inf-Net), which need a browser:
+    # no download is implemented; `fetch` links a local copy.
+    "monuseg2018": DatasetInfo(
+        folder="monuseg2018",
+        layout="monuseg",
+        checks={"image_channels": 3, "label_channels": [1, 2, 3, 4], "label_kind": "binary"},
+        description="MoNuSeg 2018 H&E tiles 1000x1000 RGB with nucleus masks (30 training images)",
+    ),
+    "covid_medseg": DatasetInfo(
+        folder="covid_medseg",
+        layout="covid",
+        checks={"image_channels": 1, "label_values": (0, 255), "label_kind": "binary"},
+        description="MedSeg COVID-19 CT slices of the Inf-Net split (50 training slices, 8-bit)",
+    ),
 }
-ALIASES = {"isbi": "isbi2012_em", "phc": "phc_usiigaci"}
+ALIASES = {"isbi": "isbi2012_em", "phc": "phc_usiigaci", "monuseg": "monuseg2018", "covid": "covid_medseg"}
 
 
 # ----------------------------------------------------------------------------------------------------------
