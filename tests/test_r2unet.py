@@ -14,10 +14,10 @@ pytestmark = pytest.mark.filterwarnings("ignore:.*torch.jit.* is deprecated")
 TINY = (4, 8, 16, 32)
 
 
-def expected_parameter_count(in_channels, out_channels, features, dims=2, norm=True):
-    """RRCNN block = 1x1 conv + two recurrent layers of one 3x3 conv (+ BN) each, whatever the number of steps;
-    decoder steps: 2x2 transposed conv, RRCNN on the concatenation; final 1x1 conv."""
-    per_bn = 2 if norm else 0
+def expected_parameter_count(in_channels, out_channels, features, dims=2, norm=True, steps=2):
+    """RRCNN block = 1x1 conv + two recurrent layers of one 3x3 conv each, whatever the number of steps, with a BN
+    per time step; decoder steps: 2x2 transposed conv, RRCNN on the concatenation; final 1x1 conv."""
+    per_bn = 2 * (steps + 1) if norm else 0
 
     def rrcnn(c_in, c_out):
         return c_in * c_out + c_out + 2 * (c_out * c_out * 3**dims + c_out + per_bn * c_out)
@@ -38,12 +38,12 @@ def count_parameters(net: nn.Module) -> int:
 # --- the recurrent and recurrent residual units (Eq. 1-3, Fig. 4) ---------------------------------------------------
 
 
-def _conv_norm_act(block: RecurrentConvBlock, x: torch.Tensor) -> torch.Tensor:
-    """conv -> (eval-mode batch norm) -> ReLU by hand, with the block's weights."""
+def _conv_norm_act(block: RecurrentConvBlock, x: torch.Tensor, step: int) -> torch.Tensor:
+    """conv -> (eval-mode batch norm of that time step) -> ReLU by hand, with the block's weights."""
     conv = block.conv.conv
     y = F.conv2d(x, conv.weight, conv.bias, padding=1)
-    norm = getattr(block.conv, "adn", None)
-    if norm is not None and hasattr(norm, "N"):
+    norm = block.norm_act[step]
+    if hasattr(norm, "N"):
         bn = norm.N
         y = (y - bn.running_mean.view(1, -1, 1, 1)) / torch.sqrt(bn.running_var.view(1, -1, 1, 1) + bn.eps)
         y = y * bn.weight.view(1, -1, 1, 1) + bn.bias.view(1, -1, 1, 1)
@@ -70,9 +70,9 @@ def test_rrcnn_block_matches_hand_computation(norm):
         x0 = F.conv2d(x, block.channel_match.weight, block.channel_match.bias)
         u = x0
         for layer in block.recurrent_convs:
-            h = _conv_norm_act(layer, u)
-            h = _conv_norm_act(layer, u + h)
-            h = _conv_norm_act(layer, u + h)
+            h = _conv_norm_act(layer, u, 0)
+            h = _conv_norm_act(layer, u + h, 1)
+            h = _conv_norm_act(layer, u + h, 2)
             u = h
         expected = x0 + u
         assert torch.allclose(block(x), expected, atol=1e-5)
@@ -89,8 +89,9 @@ def test_recurrent_conv_block_hand_values():
     # pixel 2:  f(2) = 2;   f(2 + 2) = 3;   f(2 + 3) = 3.5
     # pixel -4: f(-4) = 0 (relu(-1)); f(-4 + 0) = 0; f(-4 + 0) = 0
     assert torch.equal(block(x), torch.tensor([[[[3.5, 0.0]]]]))
-    block.steps = 0
-    assert torch.equal(block(x), torch.tensor([[[[2.0, 0.0]]]]))  # t = 0: a plain convolution
+    plain = RecurrentConvBlock(2, 1, steps=0, act="relu", norm=None)
+    plain.load_state_dict(block.state_dict())
+    assert torch.equal(plain(x), torch.tensor([[[[2.0, 0.0]]]]))  # t = 0: a plain convolution
 
 
 @pytest.mark.parametrize("steps", [0, 1, 2, 3])
@@ -103,7 +104,29 @@ def test_recurrent_steps_reuse_one_convolution(steps):
     block(torch.randn(2, 2, 8, 8))
     assert len(calls) == 2 * (steps + 1)  # two recurrent layers, t + 1 evaluations each
     assert len({id(m) for m in calls}) == 2  # shared weights within a layer
-    assert count_parameters(block) == count_parameters(RRCNNBlock(2, 2, 4, steps=0, act="relu", norm="batch"))
+    # only the per-step batch norms grow with t: 2 layers x t extra norms x (weight + bias) x 4 channels
+    plain = RRCNNBlock(2, 2, 4, steps=0, act="relu", norm="batch")
+    assert count_parameters(block) == count_parameters(plain) + 2 * steps * 2 * 4
+    assert count_parameters(RRCNNBlock(2, 2, 4, steps=steps, act="relu", norm=None)) == count_parameters(
+        RRCNNBlock(2, 2, 4, steps=0, act="relu", norm=None))
+
+
+def test_each_time_step_has_its_own_batch_norm_statistics():
+    """A shared norm would average the statistics of ``x`` and ``x + out``: per-step norms track each step."""
+    torch.manual_seed(0)
+    block = RecurrentConvBlock(2, 3, steps=2, act="relu", norm="batch").train()
+    block(torch.randn(4, 3, 8, 8) + 3.0)
+    means = [norm.N.running_mean.clone() for norm in block.norm_act]
+    assert len(means) == 3 and not torch.allclose(means[0], means[2])
+    # evaluation mode after training on a fixed batch gives nearly the training-mode output
+    batch = torch.randn(8, 3, 8, 8) + 3.0
+    for norm in block.norm_act:
+        norm.N.momentum = None  # cumulative average: the running statistics become this batch's
+        norm.N.reset_running_stats()
+    with torch.no_grad():
+        trained = block.train()(batch)
+        evaluated = block.eval()(batch)
+    assert torch.allclose(trained, evaluated, atol=1e-2)  # up to the unbiased running variance
 
 
 def test_up_block_concatenates_skip_then_upsampled():
@@ -125,7 +148,7 @@ def test_paper_network_parameter_count():
         net = R2UNet(spatial_dims=2, in_channels=3, out_channels=1)
     params = count_parameters(net)
     print(f"R2UNet (3 -> 1, features 64..1024, t = 2): {params:,} parameters")
-    assert params == expected_parameter_count(3, 1, (64, 128, 256, 512, 1024)) == 35_607_873
+    assert params == expected_parameter_count(3, 1, (64, 128, 256, 512, 1024)) == 35_631_425
     assert sum(isinstance(m, RRCNNBlock) for m in net.modules()) == 9
     assert all(m.steps == 2 for m in net.modules() if isinstance(m, RecurrentConvBlock))
 
@@ -153,9 +176,9 @@ def test_gradients_reach_every_parameter():
         assert param.grad is not None and param.grad.abs().sum() > 0, name
 
 
-def test_recurrent_steps_switch_changes_computation_not_parameters():
+def test_recurrent_steps_switch_changes_computation_not_convolutions():
     torch.manual_seed(0)
-    nets = {t: R2UNet(features=TINY, recurrent_steps=t).eval() for t in (0, 1, 2)}
+    nets = {t: R2UNet(features=TINY, recurrent_steps=t, norm=None).eval() for t in (0, 1, 2)}
     nets[0].load_state_dict(nets[2].state_dict())
     nets[1].load_state_dict(nets[2].state_dict())
     x = torch.randn(1, 1, 32, 32)
