@@ -13,3 +13,6 @@ from .unet3plus import UNet3Plus
 from .fcn import FCN8s
 from .segnet import SegNet
 from .r2unet import R2UNet
+from .lgnet import LGNet, LocalGlobalAttention, PixelCorrelation, pixel_weighted_aggregation
+from .select_output import SelectOutput
+from .u2net import U2NET_LITE, U2Net

@@ -46,7 +46,11 @@ INFERENCE_IDS += ["evaluator", "run"]
 # small networks and few real images per bundle, so that each check runs in seconds on a CPU
 SMOKE_OVERRIDES = json.loads((REPO_ROOT / "tests" / "bundle_smoke_overrides.json").read_text())
 # the real dataset each bundle's default config lists (its datalist is built while initialising)
-BUNDLE_DATASETS = {"unet_em_segmentation": "isbi2012_em", "attention_resunet_cell_segmentation": "phc_usiigaci"}
+BUNDLE_DATASETS = {
+    "unet_em_segmentation": "isbi2012_em",
+    "attention_resunet_cell_segmentation": "phc_usiigaci",
+    "mcsa_unet_nuclei_segmentation": "monuseg2018",
+}
 
 
 def test_there_are_bundles():

@@ -15,6 +15,7 @@ import torch.nn as nn
 
 import custom_networks
 from custom_networks import AttentionResUNet, FCN8s, MCSAUNet, R2UNet, ResUNet, SegNet, UNet2015, UNet3Plus
+from custom_networks import LGNet, U2Net
 
 # torch >= 2.10 deprecates TorchScript; the bundles still export scripted models, so scripting is tested here.
 pytestmark = pytest.mark.filterwarnings("ignore:.*torch.jit.* is deprecated")
@@ -59,6 +60,13 @@ CASES = {
     ),
     "SegNet": Case(SegNet, dict(features=(2, 4), convs_per_stage=(1, 1))),
     "R2UNet": Case(R2UNet, dict(features=(2, 4), recurrent_steps=1), size_divisor=2),
+    "LGNet": Case(LGNet, dict(features=(12, 24, 48))),  # >= 12 channels: no SE block with a single hidden unit
+    "U2Net": Case(
+        U2Net,
+        dict(
+            features=(4, 8, 8), mid_features=(2, 4, 4), decoder_mid_features=(2, 4), heights=(3, 3, 2), dilated_stages=1
+        ),
+    ),
 }
 
 

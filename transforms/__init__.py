@@ -42,3 +42,16 @@ from .illumination import FlatFieldCorrection, FlatFieldCorrectiond, estimate_ba
 from .patches import SlidingWindowPatchDataset, sliding_window_slices
 from .confusion_metrics import ConfusionScore, ConfusionScoreMetric
 from .outputs import common_input_root
+from .stain import RandHEDStainJitter, RandHEDStainJitterd, hed_to_rgb, jitter_hed_stains, rgb_to_hed
+from .nuclei import (
+    AggregatedJaccardIndex,
+    AggregatedJaccardIndexMetric,
+    NucleiInstances,
+    NucleiInstancesd,
+    ObjectF1,
+    ObjectF1Metric,
+    aggregated_jaccard_index,
+    nuclei_instances,
+    object_detection_scores,
+)
+from .losses import TverskyFocalLoss
