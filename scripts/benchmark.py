@@ -212,6 +212,16 @@ def dense_conv_peak_case(
     return TimedCase(f"{name} ({channels}->{channels} ch, {size}x{size}, x{calls})", run, flops)
 
 
+def write_results(results: dict[str, Any], json_out: str | None, quiet: bool = False) -> None:
+    """Writes a benchmark's results as JSON to ``json_out`` (nothing when ``None``), creating its folder."""
+    if json_out:
+        path = Path(json_out)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(results, indent=2))
+        if not quiet:
+            print(f"results written to {path}")
+
+
 def format_table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
     """Plain-text table with columns padded to their widest cell."""
     cells = [[str(h) for h in header]] + [[str(c) for c in row] for row in rows]
@@ -648,12 +658,7 @@ def unet2015(
         results["ratios"]["training_speedup_median"] = training["speedup_median"]
     if not quiet:
         print(_unet2015_report(results))
-    if json_out:
-        path = Path(json_out)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(results, indent=2))
-        if not quiet:
-            print(f"results written to {path}")
+    write_results(results, json_out, quiet)
     return results
 
 
@@ -932,12 +937,7 @@ def attention_resunet(
     }
     if not quiet:
         print(_attention_resunet_report(results))
-    if json_out:
-        path = Path(json_out)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(results, indent=2))
-        if not quiet:
-            print(f"results written to {path}")
+    write_results(results, json_out, quiet)
     return results
 
 
