@@ -50,6 +50,7 @@ BUNDLE_DATASETS = {
     "unet_em_segmentation": "isbi2012_em",
     "attention_resunet_cell_segmentation": "phc_usiigaci",
     "mcsa_unet_nuclei_segmentation": "monuseg2018",
+    "lgnet_covid_ct_segmentation": "covid_medseg",
 }
 
 

@@ -55,3 +55,30 @@ from .nuclei import (
     object_detection_scores,
 )
 from .losses import TverskyFocalLoss
+from .threshold_metrics import (
+    ThresholdAveragedDice,
+    ThresholdAveragedDiceMetric,
+    threshold_averaged_dice,
+    threshold_dice_curve,
+)
+from .volumes import (
+    AxialSliceInferer,
+    CheckHounsfieldRange,
+    CheckHounsfieldRanged,
+    CTVolumeReader,
+    CTWindow,
+    CTWindowd,
+    DicomSeriesInfo,
+    ResizedSliceNetwork,
+    SaveDicomSegd,
+    VolumeNiftiWriter,
+    check_dicom_series,
+    check_nifti_volume,
+    dicom_frames_from_volume,
+    hounsfield_problem,
+    load_ct_volume,
+    volume_datalist,
+    volume_input_root,
+    volume_name_formatter,
+    write_dicom_seg,
+)
