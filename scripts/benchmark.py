@@ -4,6 +4,7 @@
     python scripts/benchmark.py unet2015                               # the paper's widths, a 512x512 image
     python scripts/benchmark.py unet2015 --features "[16,32,64,128,256]" --repeats 3 --torch_compile False
     python scripts/benchmark.py unet2015 --threads 2 --json_out outputs/benchmark_unet2015.json
+    python scripts/benchmark.py lgnet_memory                           # peak RSS of an LG-Net training step
 
 ``unet2015`` compares, on CPU by default:
 
@@ -17,6 +18,9 @@
 
 Timings are interleaved (peak, ours, baseline, peak, ours, baseline, ...) after warm-up runs, so that load from
 other processes hits all cases alike; medians and the ratio of medians are reported (minima too).
+
+``lgnet_memory`` measures memory instead of speed: the peak resident set size of one LG-Net training step (the
+paper's batch 4 x 512x512, its loss, Adam) in a fresh process per configuration, against the 16 GB target.
 
 New benchmarks are functions decorated with :func:`register_benchmark`; they become subcommands and can reuse
 :func:`time_interleaved`, :func:`convolution_flops`, :func:`dense_conv_peak_case` and :func:`format_table`.
@@ -68,6 +72,8 @@ __all__ = [
     "unet2015",
     "phase_contrast_networks",
     "attention_resunet",
+    "peak_rss_of",
+    "lgnet_memory",
 ]
 
 PAPER_FEATURES = (64, 128, 256, 512, 1024)
@@ -970,6 +976,178 @@ def _attention_resunet_report(results: dict[str, Any]) -> str:
         verdict = "PASS" if target["passed"] else "MISS"
         lines.append(f"{name}: {target['value']:.2f} (target >= {target['target']:.1f}) {verdict}")
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# lgnet_memory: peak memory of one LG-Net training step
+# ---------------------------------------------------------------------------------------------------------------
+
+LGNET_MEMORY_TARGET_GIB = 16.0
+
+
+def _peak_rss_bytes() -> int:
+    """This process's peak resident set size (``ru_maxrss`` is in kB on Linux, in bytes on macOS)."""
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak) if sys.platform == "darwin" else int(peak) * 1024
+
+
+_CHILD_PROGRAM = """
+import importlib.util, json, sys
+module_file, function_name, kwargs_json, result_file = sys.argv[1:5]
+spec = importlib.util.spec_from_file_location("_benchmark_child", module_file)
+module = importlib.util.module_from_spec(spec)
+sys.modules[spec.name] = module
+spec.loader.exec_module(module)
+result = getattr(module, function_name)(**json.loads(kwargs_json))
+with open(result_file, "w") as file:
+    json.dump(result, file)
+"""
+
+
+def peak_rss_of(function: Callable[..., dict], **kwargs: Any) -> dict:
+    """Runs ``function(**kwargs)`` in a fresh Python process, so that its peak RSS is its own and not that of
+    whatever ran before in this one, and returns the dict it returned; the function measures its own peak with
+    ``ru_maxrss`` before returning. ``function`` must be a module-level function of a Python file (the child loads
+    that file by path), its arguments and result JSON-serialisable. A child that fails or is killed (e.g. by the
+    kernel's out-of-memory killer) raises ``RuntimeError`` with its exit code and the end of its error output."""
+    import subprocess
+    import tempfile
+
+    module_file = sys.modules[function.__module__].__file__
+    with tempfile.TemporaryDirectory() as folder:
+        result_file = Path(folder) / "result.json"
+        arguments = [module_file, function.__name__, json.dumps(kwargs), str(result_file)]
+        completed = subprocess.run([sys.executable, "-c", _CHILD_PROGRAM, *arguments], capture_output=True, text=True)
+        if completed.returncode != 0 or not result_file.exists():
+            tail = "\n".join(completed.stderr.strip().splitlines()[-5:])
+            raise RuntimeError(
+                f"{function.__name__} failed in its child process (exit code {completed.returncode}"
+                f"{', killed: out of memory?' if completed.returncode in (-9, 137) else ''}): {tail}"
+            )
+        return json.loads(result_file.read_text())
+
+
+def lgnet_training_step_memory(
+    batch_size: int,
+    image_size: int,
+    features: Sequence[int],
+    gradient_checkpointing: bool,
+    attention_size: int | None,
+    threads: int | None,
+    seed: int,
+) -> dict[str, Any]:
+    """One forward + backward + Adam step of :class:`custom_networks.LGNet` with the paper's loss
+    (:class:`transforms.TverskyFocalLoss`, sigmoid output), measuring this process's RSS after building the
+    network and inputs and its peak after the step. Meant to run in its own process (:func:`peak_rss_of`)."""
+    from custom_networks.lgnet import LGNet
+    from transforms.losses import TverskyFocalLoss
+
+    configure_threads(threads)
+    torch.manual_seed(seed)
+    network = LGNet(
+        spatial_dims=2, in_channels=1, out_channels=1, features=tuple(features),
+        attention_size=attention_size, gradient_checkpointing=gradient_checkpointing,
+    ).train()
+    optimizer = torch.optim.Adam(network.parameters(), lr=0.01)
+    loss_function = TverskyFocalLoss(sigmoid=True)
+    image = torch.rand(batch_size, 1, image_size, image_size)
+    label = (torch.rand(batch_size, 1, image_size, image_size) > 0.8).float()
+    before_step = _peak_rss_bytes()
+    start = time.perf_counter()
+    optimizer.zero_grad(set_to_none=True)
+    loss = loss_function(network(image), label)
+    loss.backward()
+    optimizer.step()
+    seconds = time.perf_counter() - start
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"the LG-Net training step gave a non-finite loss {loss.item()}.")
+    return {
+        "parameters": sum(p.numel() for p in network.parameters()),
+        "peak_rss_before_step_gib": before_step / 2**30,
+        "peak_rss_gib": _peak_rss_bytes() / 2**30,
+        "step_seconds": seconds,
+        "loss": loss.item(),
+        "threads": torch.get_num_threads(),
+    }
+
+
+@register_benchmark("lgnet_memory")
+def lgnet_memory(
+    batch_size: int = 4,
+    image_size: int = 512,
+    features: Sequence[int] = (64, 128, 256, 512, 1024),
+    attention_size: int | None = 64,
+    without_checkpointing: bool = False,
+    target_gib: float = LGNET_MEMORY_TARGET_GIB,
+    threads: int | None = None,
+    seed: int = 0,
+    json_out: str | None = None,
+    quiet: bool = False,
+) -> dict[str, Any]:
+    """Peak resident memory of one LG-Net training step (issue target: batch 4 x 512x512 within 16 GB of CPU memory).
+
+    Each configuration runs in a fresh process; its peak RSS includes Python, PyTorch and the weights, i.e. what a
+    user's training process needs. The default network (gradient checkpointing on, chunked PCM) is checked against
+    ``target_gib``.
+
+    Args:
+        batch_size: images per step (paper: 4).
+        image_size: side of the square input (paper: 512).
+        features: LGNet widths (paper: 64-1024).
+        attention_size: LGNet's ``attention_size`` (side up to which the LG-Attention input is pooled).
+        without_checkpointing: also measure ``gradient_checkpointing=False`` (at the paper's size that needs about
+            25 GB: leave it off on a smaller machine).
+        target_gib: the peak RSS target of the default configuration, in GiB.
+        threads: intra-op threads of the child processes (default: PyTorch's).
+        seed: seed of the weights and the random inputs.
+        json_out: also write the results as JSON to this path.
+        quiet: do not print the table.
+    """
+    for name, value in (("batch_size", batch_size), ("image_size", image_size)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}.")
+    if target_gib <= 0:
+        raise ValueError(f"target_gib must be positive, got {target_gib!r}.")
+    configurations = {"gradient checkpointing (default)": True}
+    if without_checkpointing:
+        configurations["no gradient checkpointing"] = False
+    runs = {
+        name: peak_rss_of(
+            lgnet_training_step_memory, batch_size=batch_size, image_size=image_size, features=list(features),
+            gradient_checkpointing=checkpointing, attention_size=attention_size, threads=threads, seed=seed,
+        )
+        for name, checkpointing in configurations.items()
+    }
+    default = runs["gradient checkpointing (default)"]
+    results = {
+        "benchmark": "lgnet_memory",
+        "machine": {"platform": platform.platform(), "torch": torch.__version__},
+        "settings": {
+            "batch_size": batch_size, "image_size": image_size, "features": list(features),
+            "attention_size": attention_size, "loss": "TverskyFocalLoss (0.3 Tversky + 0.7 focal)",
+            "optimizer": "Adam",
+        },
+        "runs": runs,
+        "targets": {
+            "peak_rss_gib": {
+                "target": target_gib, "value": default["peak_rss_gib"],
+                "passed": default["peak_rss_gib"] < target_gib,
+            }
+        },
+    }
+    if not quiet:
+        header = ["configuration", "params (M)", "peak RSS before step (GiB)", "peak RSS (GiB)", "step (s)"]
+        rows = [[name, f"{run['parameters'] / 1e6:.2f}", f"{run['peak_rss_before_step_gib']:.2f}",
+                 f"{run['peak_rss_gib']:.2f}", f"{run['step_seconds']:.1f}"] for name, run in runs.items()]
+        target = results["targets"]["peak_rss_gib"]
+        print(f"LGNet training step, batch {batch_size} x {image_size}x{image_size}, features {list(features)}:")
+        print(format_table(rows, header))
+        verdict = "PASS" if target["passed"] else "MISS"
+        print(f"peak_rss_gib: {target['value']:.2f} (target < {target_gib:.1f}) {verdict}")
+    write_results(results, json_out, quiet)
+    return results
 
 
 def main() -> None:

@@ -227,3 +227,30 @@ def test_attention_resunet_benchmark_counts_windows_flops_and_ratios(capsys):
     assert "GFLOP/s / MONAI" in capsys.readouterr().out
     with pytest.raises(ValueError, match="5 levels"):
         benchmark.phase_contrast_networks((2, 4, 8))
+
+
+def test_lgnet_memory_measures_a_real_training_step_in_a_child_process(tmp_path):
+    results = benchmark.lgnet_memory(
+        batch_size=1, image_size=32, features=(2, 4, 8, 16, 32), attention_size=8, threads=1,
+        json_out=str(tmp_path / "memory.json"), quiet=True,
+    )
+    run = results["runs"]["gradient checkpointing (default)"]
+    # a training process holds at least the Python + PyTorch runtime, and the step can only raise the peak
+    assert 0.05 < run["peak_rss_before_step_gib"] <= run["peak_rss_gib"] < 16
+    assert run["parameters"] > 0 and run["step_seconds"] > 0 and run["loss"] > 0
+    target = results["targets"]["peak_rss_gib"]
+    assert target == {"target": 16.0, "value": run["peak_rss_gib"], "passed": True}
+    assert json.loads((tmp_path / "memory.json").read_text())["runs"]["gradient checkpointing (default)"] == run
+
+
+def test_lgnet_memory_reports_a_failing_child_and_bad_arguments():
+    failure = r"(?s)lgnet_training_step_memory failed in its child process \(exit code 1\).*ValueError"
+    with pytest.raises(RuntimeError, match=failure):
+        benchmark.peak_rss_of(
+            benchmark.lgnet_training_step_memory, batch_size=1, image_size=32, features=[4],
+            gradient_checkpointing=True, attention_size=8, threads=1, seed=0,
+        )
+    with pytest.raises(ValueError, match="image_size"):
+        benchmark.lgnet_memory(image_size=0)
+    with pytest.raises(ValueError, match="target_gib"):
+        benchmark.lgnet_memory(target_gib=0)
