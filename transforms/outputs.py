@@ -11,9 +11,9 @@ not available (e.g. when MONAI Label instantiates the post-processing of ``infer
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-__all__ = ["common_input_root"]
+__all__ = ["common_input_root", "common_folder"]
 
 _GLOB_CHARACTERS = "*?["
 
@@ -45,8 +45,16 @@ def common_input_root(path_or_paths: str | os.PathLike | Sequence[str | os.PathL
         first wildcard for a glob (``data/set*/raw.tif`` -> ``data``), the common parent of several entries;
         ``""`` (no sub-folders kept) for an empty list or entries without a common parent (different drives).
     """
+    return common_folder(path_or_paths, _input_folder)
+
+
+def common_folder(
+    path_or_paths: str | os.PathLike | Sequence[str | os.PathLike], folder_of: Callable[[str | os.PathLike], str]
+) -> str:
+    """Common parent of ``folder_of(entry)`` over the entries (one path or a list); ``""`` for an empty list or
+    entries without a common parent (different drives)."""
     entries = [path_or_paths] if isinstance(path_or_paths, (str, os.PathLike)) else list(path_or_paths)
-    folders = [_input_folder(entry) for entry in entries]
+    folders = [folder_of(entry) for entry in entries]
     if not folders:
         return ""
     try:

@@ -48,6 +48,7 @@ from monai.transforms import LoadImage, MapTransform, Resize, ScaleIntensity, Sc
 from monai.utils import TransformBackends, convert_data_type, ensure_tuple_rep
 
 from .datalist import DataValidationError, natural_sort_key
+from .outputs import common_folder
 
 __all__ = [
     "NIFTI_SUFFIXES",
@@ -598,14 +599,7 @@ def volume_input_root(path_or_paths: str | os.PathLike | Sequence[str | os.PathL
     Returns:
         Absolute folder path, ``""`` for an empty list or entries without a common parent.
     """
-    entries = [path_or_paths] if isinstance(path_or_paths, (str, os.PathLike)) else list(path_or_paths)
-    folders = [_volume_input_folder(entry) for entry in entries]
-    if not folders:
-        return ""
-    try:
-        return os.path.commonpath(folders)
-    except ValueError:
-        return ""
+    return common_folder(path_or_paths, _volume_input_folder)
 
 
 def volume_name_formatter(metadict: Mapping | None, saver: Transform | None = None) -> dict:
