@@ -43,11 +43,21 @@ def bundle_command(
     configs: Sequence[str] = ("train.json",),
     target: str | None = None,
     overrides: Mapping[str, Any] | None = None,
+    nproc_per_node: int = 1,
 ) -> list[str]:
-    """The ``python -m monai.bundle run`` command line for ``configs`` (merged in order) of ``bundle``."""
+    """The ``python -m monai.bundle run`` command line for ``configs`` (merged in order) of ``bundle``.
+
+    With ``nproc_per_node`` > 1 the command starts that many processes through ``torchrun``
+    (``python -m torch.distributed.run``), as ``multi_gpu_train.json`` expects.
+    """
+    if nproc_per_node < 1:
+        raise ValueError(f"nproc_per_node must be at least 1, got {nproc_per_node}")
     root = bundle_dir(bundle)
     config_files = [str(root / "configs" / name) for name in configs]
-    command = [sys.executable, "-m", "monai.bundle", "run"]
+    command = [sys.executable]
+    if nproc_per_node > 1:
+        command += ["-m", "torch.distributed.run", "--nproc_per_node", str(nproc_per_node)]
+    command += ["-m", "monai.bundle", "run"]
     if target:
         command.append(target)
     command += [
@@ -93,9 +103,10 @@ def run_bundle(
     env: Mapping[str, str] | None = None,
     timeout: float | None = None,
     capture: bool = False,
+    nproc_per_node: int = 1,
 ) -> subprocess.CompletedProcess:
     """Runs the bundle command; raises ``CalledProcessError`` (with the output tail) when it fails."""
-    command = bundle_command(bundle, configs, target, overrides)
+    command = bundle_command(bundle, configs, target, overrides, nproc_per_node)
     result = subprocess.run(
         command, cwd=REPO_ROOT, env=bundle_env(env), timeout=timeout, text=True, capture_output=capture, check=False
     )

@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS_DIR = REPO_ROOT / "scripts"
@@ -14,6 +15,12 @@ if str(SCRIPTS_DIR) not in sys.path:
 
 # one definition of where the real data lives ($MEDSEG_DATA, else ../shared/data): the one users run
 from prepare_data import data_root  # noqa: E402
+
+
+def saved_epoch(checkpoint: Path) -> int:
+    """Epochs completed in a trainer checkpoint (ignite stores iterations and the epoch length)."""
+    trainer = torch.load(checkpoint, weights_only=True)["trainer"]
+    return trainer["iteration"] // trainer["epoch_length"]
 
 
 def require_dataset(name: str) -> Path:

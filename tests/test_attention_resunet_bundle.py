@@ -5,7 +5,6 @@ Training and evaluation run on 256x256 crops of real Usiigaci frames (written to
 """
 
 import json
-import os
 import subprocess
 from pathlib import Path
 
@@ -19,8 +18,8 @@ from monai.networks.nets import BasicUNet
 from PIL import Image
 
 import custom_networks
-from bundle_runner import bundle_command, bundle_dir, run_bundle
-from tests.conftest import REPO_ROOT
+from bundle_runner import bundle_dir, run_bundle
+from tests.conftest import REPO_ROOT, saved_epoch
 
 BUNDLE = "attention_resunet_cell_segmentation"
 SMOKE = json.loads((REPO_ROOT / "tests" / "bundle_smoke_overrides.json").read_text())[BUNDLE]
@@ -31,11 +30,6 @@ TRAIN_IDS, VAL_IDS, EMPTY_LABEL_ID = [1, 2], [29, 30], 31
 METRICS = {"val_mean_dice", "val_mean_iou", "val_accuracy", "val_sensitivity", "val_specificity"}
 BASIC_UNET = {"_target_": "BasicUNet", "spatial_dims": 2, "in_channels": 1, "out_channels": 1}
 BASIC_UNET["features"] = [4, 4, 8, 16, 32, 4]
-
-
-def saved_epoch(checkpoint: Path) -> int:
-    trainer = torch.load(checkpoint, weights_only=True)["trainer"]
-    return trainer["iteration"] // trainer["epoch_length"]
 
 
 def _write_set(folder: Path, image: np.ndarray, label: np.ndarray) -> None:
@@ -184,12 +178,8 @@ def test_multi_process_training_with_gloo_and_monai_basic_unet_swapped_in(tmp_pa
     settings = {**SMOKE, "dataset_dir": phc_crops, "train_ids": TRAIN_IDS, "val_ids": VAL_IDS, "epochs": 1}
     settings.update(train_patch_overlap=0.0, network_def=BASIC_UNET)
     settings.update(ckpt_dir=tmp_path / "models", output_dir=tmp_path / "eval", log_dir=tmp_path / "runs")
-    command = bundle_command(BUNDLE, ["train.json", "multi_gpu_train.json"], overrides=settings)
-    python, module = command[0], command[2:]
-    torchrun = [python, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", *module]
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    result = subprocess.run(torchrun, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    configs = ["train.json", "multi_gpu_train.json"]
+    result = run_bundle(BUNDLE, configs, overrides=settings, capture=True, timeout=600, nproc_per_node=2)
     # 32 patches split between 2 processes: one batch of 16 each
     assert "Iter: 1/1" in result.stdout + result.stderr
     assert saved_epoch(tmp_path / "models" / "checkpoint_last.pt") == 1

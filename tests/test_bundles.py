@@ -5,9 +5,11 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+import torch
 from monai.bundle import ConfigParser, ConfigWorkflow
 
-from tests.conftest import REPO_ROOT, require_dataset
+from bundle_runner import run_bundle
+from tests.conftest import REPO_ROOT, require_dataset, saved_epoch
 
 BUNDLES = sorted(p for p in (REPO_ROOT / "bundles").iterdir() if (p / "configs").is_dir())
 SCHEMA = json.loads((REPO_ROOT / "scripts" / "schemas" / "meta_schema_20240725.json").read_text())
@@ -107,3 +109,33 @@ def test_workflow_properties(bundle: Path, workflow_type, configs, tmp_path):
     )
     workflow.initialize()
     assert workflow.check_properties() == []
+
+SECOND_VALIDATION_ID = {
+    "unet_em_segmentation": 21,
+    "attention_resunet_cell_segmentation": 30,
+    "mcsa_unet_nuclei_segmentation": "TCGA-21-5784-01Z-00-DX1",
+    "lgnet_covid_ct_segmentation": 51,
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("bundle", BUNDLES, ids=lambda p: p.name)
+def test_multi_process_training_with_gloo(bundle: Path, tmp_path):
+    """``multi_gpu_train.json`` runs one epoch under ``torchrun --nproc_per_node 2`` on CPU (gloo backend).
+
+    Only rank 0 saves, and what it saves loads into the single-process network of ``inference.json``.
+    """
+    require_dataset(BUNDLE_DATASETS[bundle.name])
+    settings = {**SMOKE_OVERRIDES[bundle.name], "epochs": 1}
+    # MONAI's DistributedSampler needs at least one validation item per process
+    settings["val_ids"] = settings["val_ids"] + [SECOND_VALIDATION_ID[bundle.name]]
+    settings.update(ckpt_dir=tmp_path / "models", output_dir=tmp_path / "eval", log_dir=tmp_path / "runs")
+    configs = ["train.json", "multi_gpu_train.json"]
+    result = run_bundle(bundle, configs, overrides=settings, capture=True, timeout=600, nproc_per_node=2)
+    assert "Epoch[1] Complete" in result.stdout + result.stderr
+    assert saved_epoch(tmp_path / "models" / "checkpoint_last.pt") == 1
+    inference = ConfigParser()
+    inference.read_config(bundle / "configs" / "inference.json")
+    inference.update({"bundle_root": str(bundle), "features": settings["features"]})
+    weights = torch.load(tmp_path / "models" / "model.pt", weights_only=True)
+    inference.get_parsed_content("network_def").load_state_dict(weights)  # strict: no DDP ``module.`` prefix

@@ -13,17 +13,11 @@ import torch
 from PIL import Image
 
 from bundle_runner import bundle_command, bundle_dir, run_bundle
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, saved_epoch
 
 BUNDLE = "unet_em_segmentation"
 SMOKE = json.loads((REPO_ROOT / "tests" / "bundle_smoke_overrides.json").read_text())[BUNDLE]
 FEATURES = SMOKE["features"]
-
-
-def saved_epoch(checkpoint: Path) -> int:
-    """Epochs completed in a trainer checkpoint (ignite stores iterations and the epoch length)."""
-    trainer = torch.load(checkpoint, weights_only=True)["trainer"]
-    return trainer["iteration"] // trainer["epoch_length"]
 
 
 def train(workdir: Path, epochs: int = 1, configs=("train.json",), **overrides):
@@ -217,19 +211,3 @@ def test_inference_refuses_colour_image_naming_it(trained, tmp_path):
     with pytest.raises(subprocess.CalledProcessError) as error:
         run_bundle(BUNDLE, ["inference.json"], overrides=overrides, capture=True)
     assert "colour.png" in error.value.output and "expected 1 channel(s), found 3" in error.value.output
-
-
-def test_multi_process_training_with_gloo(tmp_path, isbi_dir):
-    root = bundle_dir(BUNDLE)
-    settings = {**SMOKE, "train_ids": [0, 1], "val_ids": [20, 21], "epochs": 1, "train_output_size": 100}
-    settings.update(ckpt_dir=tmp_path / "models", output_dir=tmp_path / "eval", log_dir=tmp_path / "runs")
-    settings["dataset_dir"] = isbi_dir
-    command = bundle_command(BUNDLE, ["train.json", "multi_gpu_train.json"], overrides=settings)
-    python, module = command[0], command[2:]
-    torchrun = [python, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", *module]
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    result = subprocess.run(torchrun, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert (tmp_path / "models" / "model.pt").is_file()
-    assert saved_epoch(tmp_path / "models" / "checkpoint_last.pt") == 1
-    assert root.is_dir()
