@@ -187,17 +187,6 @@ def test_multi_process_training_with_gloo_and_monai_basic_unet_swapped_in(tmp_pa
     BasicUNet(**{k: v for k, v in BASIC_UNET.items() if k != "_target_"}).load_state_dict(weights)
 
 
-@pytest.mark.parametrize("target", ["custom_networks.SegNet", "custom_networks.FCN8s", "custom_networks.R2UNet"])
-def test_network_def_target_swap_keeps_the_shared_arguments(target):
-    parser = ConfigParser()
-    parser.read_config(CONFIGS / "train.json")
-    parser.update({"network_def#_target_": target, "features": FEATURES})
-    network = parser.get_parsed_content("network_def")
-    assert type(network).__name__ == target.split(".")[-1]
-    with torch.no_grad():
-        assert network.eval()(torch.rand(1, 1, 64, 64)).shape == (1, 1, 64, 64)
-
-
 def test_ablation_switches_reach_the_network_through_network_def():
     parser = ConfigParser()
     parser.read_config(CONFIGS / "train.json")

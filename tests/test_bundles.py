@@ -110,6 +110,7 @@ def test_workflow_properties(bundle: Path, workflow_type, configs, tmp_path):
     workflow.initialize()
     assert workflow.check_properties() == []
 
+
 SECOND_VALIDATION_ID = {
     "unet_em_segmentation": 21,
     "attention_resunet_cell_segmentation": 30,
@@ -139,3 +140,35 @@ def test_multi_process_training_with_gloo(bundle: Path, tmp_path):
     inference.update({"bundle_root": str(bundle), "features": settings["features"]})
     weights = torch.load(tmp_path / "models" / "model.pt", weights_only=True)
     inference.get_parsed_content("network_def").load_state_dict(weights)  # strict: no DDP ``module.`` prefix
+
+
+U2NET_TINY = {"features": [4] * 6, "mid_features": [2] * 6, "decoder_mid_features": [2] * 5}
+# the paper baselines each bundle's docs compare against, swapped in through ``network_def``
+NETWORK_SWAPS = [
+    ("attention_resunet_cell_segmentation", {"_target_": "custom_networks.SegNet"}),
+    ("attention_resunet_cell_segmentation", {"_target_": "custom_networks.FCN8s"}),
+    ("attention_resunet_cell_segmentation", {"_target_": "custom_networks.R2UNet"}),
+    ("lgnet_covid_ct_segmentation", {"_target_": "custom_networks.SegNet"}),
+    ("lgnet_covid_ct_segmentation", {"_target_": "BasicUNet", "features": [4, 4, 8, 16, 32, 4]}),
+    ("lgnet_covid_ct_segmentation", {"_target_": "custom_networks.U2Net", **U2NET_TINY}),
+]
+
+
+@pytest.mark.parametrize(
+    "bundle_name, network_def", NETWORK_SWAPS, ids=[f"{b}-{n['_target_']}" for b, n in NETWORK_SWAPS]
+)
+def test_network_def_swap_keeps_the_bundle_arguments(bundle_name: str, network_def: dict):
+    """Replacing ``network_def#_target_`` (and its own arguments) keeps the bundle's channels and features."""
+    bundle = REPO_ROOT / "bundles" / bundle_name
+    parser = ConfigParser()
+    parser.read_config(bundle / "configs" / "train.json")
+    parser.update({"features": SMOKE_OVERRIDES[bundle_name]["features"]})
+    for key, value in network_def.items():
+        parser[f"network_def#{key}"] = value
+    network = parser.get_parsed_content("network_def")
+    assert type(network).__name__ == network_def["_target_"].split(".")[-1]
+    data_format = json.loads((bundle / "configs" / "metadata.json").read_text())["network_data_format"]
+    in_channels = next(iter(data_format["inputs"].values()))["num_channels"]
+    out_channels = next(iter(data_format["outputs"].values()))["num_channels"]
+    with torch.no_grad():
+        assert network.eval()(torch.rand(1, in_channels, 64, 64)).shape == (1, out_channels, 64, 64)

@@ -214,32 +214,6 @@ def test_label_of_another_size_stops_the_run_naming_the_file(tmp_path, covid_dir
     assert "size mismatch" in str(cause) and str(dataset / "GT" / "0.png") in str(cause)
 
 
-@pytest.mark.parametrize(
-    "network_def",
-    [
-        {"_target_": "custom_networks.SegNet"},
-        {"_target_": "BasicUNet", "features": [4, 4, 8, 16, 32, 4]},
-        {
-            "_target_": "custom_networks.U2Net",
-            "features": [4, 4, 4, 4, 4, 4],
-            "mid_features": [2] * 6,
-            "decoder_mid_features": [2] * 5,
-        },
-    ],
-    ids=["SegNet", "BasicUNet", "U2Net"],
-)
-def test_network_def_swap(network_def):
-    parser = ConfigParser()
-    parser.read_config(CONFIGS / "train.json")
-    parser.update({"features": FEATURES})
-    for key, value in network_def.items():
-        parser[f"network_def#{key}"] = value
-    network = parser.get_parsed_content("network_def")
-    assert type(network).__name__ == network_def["_target_"].split(".")[-1]
-    with torch.no_grad():
-        assert network.eval()(torch.rand(1, 1, 64, 64)).shape == (1, 1, 64, 64)
-
-
 def test_ablation_switches_reach_lgnet_through_network_def():
     parser = ConfigParser()
     parser.read_config(CONFIGS / "train.json")
