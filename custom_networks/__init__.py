@@ -1,3 +1,13 @@
+from .attention_resunet import AttentionResUNet
+from .fcn import FCN8s
+from .lgnet import LGNet, LocalGlobalAttention, PixelCorrelation, pixel_weighted_aggregation
+from .mcsa_unet import ChannelSpatialAttention, MCSAUNet
+from .r2unet import R2UNet
+from .resunet import ResUNet
+from .segnet import SegNet
+from .select_output import SelectOutput
+from .u2net import U2NET_LITE, U2Net
+from .unet3plus import UNet3Plus
 from .unet2015 import (
     UNet2015,
     is_valid_tile_size,
@@ -6,13 +16,3 @@ from .unet2015 import (
     unet2015_output_size,
     valid_tile_sizes,
 )
-from .attention_resunet import AttentionResUNet
-from .mcsa_unet import ChannelSpatialAttention, MCSAUNet
-from .resunet import ResUNet
-from .unet3plus import UNet3Plus
-from .fcn import FCN8s
-from .segnet import SegNet
-from .r2unet import R2UNet
-from .lgnet import LGNet, LocalGlobalAttention, PixelCorrelation, pixel_weighted_aggregation
-from .select_output import SelectOutput
-from .u2net import U2NET_LITE, U2Net

@@ -13,7 +13,6 @@ from typing import List, Optional, Tuple
 
 import torch
 import torch.nn as nn
-
 from monai.networks.blocks import Convolution
 from monai.networks.layers.factories import Conv, Pool
 from monai.networks.layers.utils import get_norm_layer

@@ -12,7 +12,6 @@ from typing import List
 
 import torch
 import torch.nn as nn
-
 from monai.networks.blocks import Convolution
 from monai.networks.layers.factories import Conv, Pool
 
@@ -190,7 +189,7 @@ class FCN8s(nn.Module):
         self.stages = nn.ModuleList(
             [
                 VGGStage(spatial_dims, stage_in, stage_out, num_convs, act, norm, bias)
-                for stage_in, stage_out, num_convs in zip(stage_inputs, features, convs_per_stage)
+                for stage_in, stage_out, num_convs in zip(stage_inputs, features, convs_per_stage, strict=True)
             ]
         )
         self.fc6 = Convolution(

@@ -22,7 +22,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import torch.utils.checkpoint
-
 from monai.networks.blocks import ChannelSELayer, Convolution
 from monai.networks.layers.factories import Conv, Pool
 
@@ -886,7 +885,7 @@ class LGNet(nn.Module):
         """
         check_divisible_input(x, self.spatial_dims, self.in_channels, self.size_divisor, "LGNet")
         skips: List[torch.Tensor] = []
-        for stage, attention in zip(self.encoder, self.skip_attention):
+        for stage, attention in zip(self.encoder, self.skip_attention):  # noqa: B905 (TorchScript: no strict)
             x = stage(x)
             skips.append(attention(x))
             x = self.pool(x)

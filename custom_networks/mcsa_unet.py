@@ -18,7 +18,6 @@ from typing import List, Optional, Tuple
 
 import torch
 import torch.nn as nn
-
 from monai.networks.blocks import Convolution
 from monai.networks.layers.factories import Conv, Pool
 from monai.networks.layers.utils import get_act_layer
@@ -178,9 +177,7 @@ class ChannelSpatialAttention(nn.Module):
         if use_spatial_attention:
             self.spatial_attention = SpatialAttentionGate(spatial_dims, spatial_kernel_size, spatial_gate_norm)
 
-    def _enhance(
-        self, features: torch.Tensor
-    ) -> Tuple[torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor]]:
+    def _enhance(self, features: torch.Tensor) -> Tuple[torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor]]:
         attended = features
         channel_gate: Optional[torch.Tensor] = None
         spatial_gate: Optional[torch.Tensor] = None
@@ -235,9 +232,7 @@ class CSAEncoderLevel(nn.Module):
         return features, self.attention(features)
 
     @torch.jit.export
-    def forward_with_gates(
-        self, x: torch.Tensor
-    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward_with_gates(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Returns ``(F, F', Mc, Ms)``; see :meth:`ChannelSpatialAttention.forward_with_gates`."""
         features = self.convs(x)
         enhanced, channel_gate, spatial_gate = self.attention.forward_with_gates(features)
@@ -443,9 +438,7 @@ class MCSAUNet(nn.Module):
         return self._segment(x, False)[0]
 
     @torch.jit.export
-    def forward_with_attention(
-        self, x: torch.Tensor
-    ) -> Tuple[torch.Tensor, List[torch.Tensor], List[torch.Tensor]]:
+    def forward_with_attention(self, x: torch.Tensor) -> Tuple[torch.Tensor, List[torch.Tensor], List[torch.Tensor]]:
         """Logits and the CSA gates of every encoder level (full resolution first).
 
         Returns:

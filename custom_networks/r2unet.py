@@ -17,7 +17,6 @@ from typing import List
 
 import torch
 import torch.nn as nn
-
 from monai.networks.blocks import ADN, Convolution
 from monai.networks.layers.factories import Conv, Pool
 from monai.networks.layers.utils import get_dropout_layer
@@ -74,7 +73,10 @@ class RecurrentConvBlock(nn.Module):
         self.steps = steps
         self.conv = Convolution(spatial_dims, channels, channels, kernel_size=3, bias=bias, conv_only=True)
         self.norm_act = nn.ModuleList(
-            [ADN(ordering="NA", in_channels=channels, act=act, norm=norm, norm_dim=spatial_dims) for _ in range(steps + 1)]
+            [
+                ADN(ordering="NA", in_channels=channels, act=act, norm=norm, norm_dim=spatial_dims)
+                for _ in range(steps + 1)
+            ]
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -237,9 +239,7 @@ class R2UNet(nn.Module):
         self.spatial_dims = spatial_dims
         self.in_channels = in_channels
         self.size_divisor = 1 << (len(features) - 1)
-        self.input_block = RRCNNBlock(
-            spatial_dims, in_channels, features[0], recurrent_steps, act, norm, dropout, bias
-        )
+        self.input_block = RRCNNBlock(spatial_dims, in_channels, features[0], recurrent_steps, act, norm, dropout, bias)
         self.max_pooling = Pool[Pool.MAX, spatial_dims](kernel_size=2, stride=2)
         self.down_blocks = nn.ModuleList(
             [

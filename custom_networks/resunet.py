@@ -12,7 +12,6 @@ from typing import List
 
 import torch
 import torch.nn as nn
-
 from monai.networks.blocks import ADN, Convolution, UpSample
 from monai.networks.layers.factories import Conv
 
@@ -200,6 +199,7 @@ class ResUNet(nn.Module):
         for unit in self.encoder:
             x = unit(x)
             skips.append(x)
-        for step, (upsampler, unit) in enumerate(zip(self.upsamplers, self.decoder)):
+        # TorchScript's zip takes no ``strict`` argument
+        for step, (upsampler, unit) in enumerate(zip(self.upsamplers, self.decoder)):  # noqa: B905
             x = unit(torch.cat([upsampler(x), skips[self.depth - 1 - step]], dim=1))
         return self.output_conv(x)

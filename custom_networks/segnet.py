@@ -14,7 +14,6 @@ from typing import List, Optional, Tuple
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-
 from monai.networks.blocks import Convolution
 
 from ._blocks import vgg_convolutions
@@ -245,7 +244,7 @@ class SegNet(nn.Module):
         self.encoder = nn.ModuleList(
             [
                 SegNetEncoderStage(spatial_dims, stage_in, stage_out, num_convs, act, norm, dropout, bias)
-                for stage_in, stage_out, num_convs in zip(encoder_inputs, features, convs_per_stage)
+                for stage_in, stage_out, num_convs in zip(encoder_inputs, features, convs_per_stage, strict=True)
             ]
         )
         decoder_outputs = (out_channels,) + features[:-1]

@@ -17,7 +17,6 @@ from typing import List
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-
 from monai.networks.blocks import Convolution
 from monai.networks.layers.factories import Conv, Pool
 

@@ -13,7 +13,6 @@ from typing import List, Tuple
 
 import torch
 import torch.nn as nn
-
 from monai.networks.blocks import Convolution
 from monai.networks.layers.factories import Conv, Pool
 from monai.networks.layers.utils import get_dropout_layer
@@ -163,9 +162,7 @@ def is_valid_tile_size(size: Sequence[int] | int, depth: int = 4, padding: str =
     return all(_propagate_tile_size(s, depth, shrink)[0] > 0 for s in _size_list(size, "size"))
 
 
-def unet2015_output_size(
-    input_size: Sequence[int] | int, depth: int = 4, padding: str = "valid"
-) -> tuple[int, ...]:
+def unet2015_output_size(input_size: Sequence[int] | int, depth: int = 4, padding: str = "valid") -> tuple[int, ...]:
     """Spatial output size for a given input tile (572 -> 388 for the paper's network).
 
     Args:
@@ -280,7 +277,11 @@ def center_crop_to(x: torch.Tensor, spatial_size: List[int]) -> torch.Tensor:
         excess = x.shape[dim] - spatial_size[axis]
         if excess < 0:
             raise ValueError(
-                "cannot crop spatial axis " + str(axis) + " of size " + str(x.shape[dim]) + " to the larger size "
+                "cannot crop spatial axis "
+                + str(axis)
+                + " of size "
+                + str(x.shape[dim])
+                + " to the larger size "
                 + str(spatial_size[axis])
             )
         if excess > 0:
@@ -411,7 +412,7 @@ def _incoming_connections(module: nn.Module) -> int:
     up-convolution. PyTorch's own ``fan_in`` for transposed convolutions counts output channels instead.
     """
     if isinstance(module, nn.modules.conv._ConvTransposeNd):
-        taps = math.prod(math.ceil(k / s) for k, s in zip(module.kernel_size, module.stride))
+        taps = math.prod(math.ceil(k / s) for k, s in zip(module.kernel_size, module.stride, strict=True))
     else:
         taps = math.prod(module.kernel_size)
     return module.in_channels // module.groups * taps

@@ -12,7 +12,6 @@ from typing import List
 
 import torch
 import torch.nn as nn
-
 from monai.networks.blocks import Convolution, UpSample
 from monai.networks.layers.factories import Pool
 from monai.networks.nets.basic_unet import TwoConv

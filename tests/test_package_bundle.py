@@ -257,6 +257,9 @@ def test_readme_keeps_every_line_of_the_bundle_docs(packages, bundle):
 def test_vendored_code_passes_the_zoo_style_and_imports_only_listed_packages(packages):
     out, _ = packages
     package = out / "unet_em_segmentation"
+    flake8 = subprocess.run([sys.executable, "-m", "flake8", "--version"], capture_output=True, text=True).stdout
+    # the test extra installs the zoo's flake8 plugins: their codes (B, B9, C4, N) are checked too
+    assert all(plugin.replace("flake8-", "") in flake8 for plugin in pb.FLAKE8_ZOO_PLUGINS), flake8
     assert pb.check_code_style(package) == []
     assert pb.check_vendored_code(package) == []
     assert pb.check_references(package) == []

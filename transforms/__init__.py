@@ -1,3 +1,19 @@
+from .channels import EnsureChannels, EnsureChannelsd
+from .confusion_metrics import ConfusionScore, ConfusionScoreMetric
+from .datalist import DataValidationError
+from .elastic import RandPaperElasticd
+from .handlers import AtomicCheckpointSaver, ResumeFromCheckpoint, StopAfterSeconds, atomic_torch_save
+from .illumination import FlatFieldCorrection, FlatFieldCorrectiond, estimate_background
+from .inferers import (
+    OverlapTileInferer,
+    SplitUncertaintyd,
+    TestTimeAugmentationInferer,
+    TileGeometry,
+    estimate_activation_bytes,
+    meta_copy_state,
+    probe_tile_geometry,
+)
+from .losses import TverskyFocalLoss, WeightedCrossEntropyLoss
 from .metrics import (
     PerImageMetric,
     PixelError,
@@ -13,36 +29,6 @@ from .metrics import (
     rand_error,
     rand_scores,
 )
-from .datalist import DataValidationError
-from .elastic import RandPaperElasticd
-from .losses import WeightedCrossEntropyLoss
-from .weight_map import (
-    BorderWeightMap,
-    BorderWeightMapd,
-    InstancesFromBinary,
-    InstancesFromBinaryd,
-    InstancesToForegroundWithBorders,
-    InstancesToForegroundWithBordersd,
-    class_balance_weights,
-)
-from .channels import EnsureChannels, EnsureChannelsd
-from .handlers import AtomicCheckpointSaver, ResumeFromCheckpoint, atomic_torch_save
-from .handlers import StopAfterSeconds
-from .tiling import RandOverlapTileCropd, extrapolate_crop, extrapolated_indices
-from .inferers import (
-    OverlapTileInferer,
-    SplitUncertaintyd,
-    TestTimeAugmentationInferer,
-    TileGeometry,
-    estimate_activation_bytes,
-    meta_copy_state,
-    probe_tile_geometry,
-)
-from .illumination import FlatFieldCorrection, FlatFieldCorrectiond, estimate_background
-from .patches import SlidingWindowPatchDataset, sliding_window_slices
-from .confusion_metrics import ConfusionScore, ConfusionScoreMetric
-from .outputs import common_input_root
-from .stain import RandHEDStainJitter, RandHEDStainJitterd, hed_to_rgb, jitter_hed_stains, rgb_to_hed
 from .nuclei import (
     AggregatedJaccardIndex,
     AggregatedJaccardIndexMetric,
@@ -54,13 +40,16 @@ from .nuclei import (
     nuclei_instances,
     object_detection_scores,
 )
-from .losses import TverskyFocalLoss
+from .outputs import common_input_root
+from .patches import SlidingWindowPatchDataset, sliding_window_slices
+from .stain import RandHEDStainJitter, RandHEDStainJitterd, hed_to_rgb, jitter_hed_stains, rgb_to_hed
 from .threshold_metrics import (
     ThresholdAveragedDice,
     ThresholdAveragedDiceMetric,
     threshold_averaged_dice,
     threshold_dice_curve,
 )
+from .tiling import RandOverlapTileCropd, extrapolate_crop, extrapolated_indices
 from .volumes import (
     AxialSliceInferer,
     CheckHounsfieldRange,
@@ -81,4 +70,13 @@ from .volumes import (
     volume_input_root,
     volume_name_formatter,
     write_dicom_seg,
+)
+from .weight_map import (
+    BorderWeightMap,
+    BorderWeightMapd,
+    InstancesFromBinary,
+    InstancesFromBinaryd,
+    InstancesToForegroundWithBorders,
+    InstancesToForegroundWithBordersd,
+    class_balance_weights,
 )

@@ -7,7 +7,8 @@ inconsistent file stops the run with a message naming that file before training 
 shape error deep inside a data loader worker (config excerpt)::
 
     "train_ids": [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19],
-    "train_datalist": "$transforms.datalist.validate_datalist(transforms.datalist.folder_datalist(@dataset_dir, 'isbi', ids=@train_ids), label_values=[0, 255], label_kind='binary')",
+    "train_files": "$transforms.datalist.folder_datalist(@dataset_dir, 'isbi', ids=@train_ids)",
+    "train_datalist": "$transforms.datalist.validate_datalist(@train_files, label_values=[0, 255], label_kind='binary')",
 
 Folder layouts are kept in a small registry (:data:`LAYOUTS`, :func:`register_layout`): a layout is a
 pair of relative path patterns with an ``{id}`` placeholder, e.g. ``image/{id}.png`` and
@@ -66,8 +67,13 @@ class DataValidationError(ValueError):
     """
 
     def __init__(self, message: str, problems: Sequence[str] | None = None) -> None:
-        super().__init__(message)
-        self.problems = list(problems) if problems is not None else [message]
+        problems = list(problems) if problems is not None else [message]
+        # both arguments in ``args``, so that the error survives pickling (e.g. from a data loader worker)
+        super().__init__(message, problems)
+        self.problems = problems
+
+    def __str__(self) -> str:
+        return str(self.args[0])
 
 
 def natural_sort_key(value: object) -> tuple:
@@ -241,7 +247,7 @@ def folder_datalist(
         if isinstance(ids, (str, int)):
             ids = [ids]
         requested = [str(_normalise_id(str(sample_id))) for sample_id in ids]
-        missing = [sample_id for sample_id, key in zip(ids, requested) if key not in found]
+        missing = [sample_id for sample_id, key in zip(ids, requested, strict=True) if key not in found]
         if missing:
             available = sorted(found, key=natural_sort_key)
             raise DataValidationError(
@@ -306,8 +312,8 @@ def split_ids(
             )
         chosen = np.random.default_rng(seed).permutation(len(all_ids))[:n_val]
         val_keys = {keys[index] for index in chosen}
-    train = [sample_id for sample_id, key in zip(all_ids, keys) if key not in val_keys]
-    val = [sample_id for sample_id, key in zip(all_ids, keys) if key in val_keys]
+    train = [sample_id for sample_id, key in zip(all_ids, keys, strict=True) if key not in val_keys]
+    val = [sample_id for sample_id, key in zip(all_ids, keys, strict=True) if key in val_keys]
     if not train:
         raise ValueError("the validation ids cover the whole dataset: no training id left.")
     return train, val
@@ -563,7 +569,7 @@ class DatalistSummary:
             return ", ".join(f"{key} ({count})" for key, count in counter.most_common())
 
         if len(self.image_sizes) > 4:
-            heights, widths = zip(*(map(int, size.split("x")) for size in self.image_sizes))
+            heights, widths = zip(*(map(int, size.split("x")) for size in self.image_sizes), strict=True)
             sizes = f"{len(self.image_sizes)} distinct, H {min(heights)}-{max(heights)}, W {min(widths)}-{max(widths)}"
         else:
             sizes = counts(self.image_sizes)

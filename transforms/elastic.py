@@ -15,7 +15,6 @@ from collections.abc import Hashable, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
-
 from monai.config import KeysCollection, NdarrayOrTensor, SequenceStr
 from monai.data import MetaTensor
 from monai.data.meta_obj import get_track_meta

@@ -18,14 +18,13 @@ from typing import Any
 
 import torch
 import torch.nn as nn
-from torch.func import functional_call
-from torch.overrides import TorchFunctionMode
-
 from monai.config import KeysCollection
 from monai.data.meta_tensor import MetaTensor
 from monai.inferers import Inferer, SimpleInferer
 from monai.transforms import MapTransform
 from monai.utils import convert_to_dst_type, ensure_tuple, ensure_tuple_rep
+from torch.func import functional_call
+from torch.overrides import TorchFunctionMode
 
 from .tiling import EXTRAPOLATION_MODES, extrapolated_indices
 
@@ -85,7 +84,7 @@ class TileGeometry:
             sizes = [s for s in range(1, max_size + 1) if predicate(s)]
             if not sizes:
                 raise ValueError(f"valid_tile_size accepts no size in 1..{max_size} for spatial axis {axis}.")
-            gaps = [b - a for a, b in zip(sizes, sizes[1:])]
+            gaps = [b - a for a, b in zip(sizes, sizes[1:], strict=False)]
             smallest.append(sizes[0])
             period.append(math.gcd(*gaps) if gaps else 1)
         borders = ensure_tuple_rep(border, spatial_dims)
@@ -95,7 +94,7 @@ class TileGeometry:
     def arithmetic(cls, border: Sequence[int], smallest: Sequence[int], period: Sequence[int]) -> TileGeometry:
         """Geometry whose valid sizes are ``smallest + k * period``, ``k >= 0`` (what :func:`probe_tile_geometry`
         finds for U-Nets)."""
-        predicates = tuple(_ArithmeticSizes(s, p) for s, p in zip(smallest, period))
+        predicates = tuple(_ArithmeticSizes(s, p) for s, p in zip(smallest, period, strict=True))
         return cls(tuple(border), tuple(smallest), tuple(period), predicates)
 
     @property
@@ -203,12 +202,10 @@ def _scan_valid_sizes(run: Callable[[int], tuple[int, ...] | None], max_size: in
         shrink[size] = size - out_shape[0]
         least = min(shrink.values())
         valid = [s for s, d in shrink.items() if d == least]
-        if len(valid) >= 3 and len({b - a for a, b in zip(valid, valid[1:])}) == 1:
+        if len(valid) >= 3 and len({b - a for a, b in zip(valid, valid[1:], strict=False)}) == 1:
             break
     if not shrink:
-        raise _NoSizeAccepted(
-            f"the network accepted no input size in 1..{max_size}; pass border and valid_tile_size."
-        )
+        raise _NoSizeAccepted(f"the network accepted no input size in 1..{max_size}; pass border and valid_tile_size.")
     least = min(shrink.values())
     if least < 0 or least % 2 != 0:
         raise ValueError(
@@ -221,11 +218,9 @@ def _scan_valid_sizes(run: Callable[[int], tuple[int, ...] | None], max_size: in
             f"only one valid input size ({valid[0]}) found up to {max_size}; increase max_probe_size or pass "
             "valid_tile_size."
         )
-    gaps = {b - a for a, b in zip(valid, valid[1:])}
+    gaps = {b - a for a, b in zip(valid, valid[1:], strict=False)}
     if len(gaps) != 1:
-        raise ValueError(
-            f"valid input sizes {valid} are not evenly spaced; pass valid_tile_size to describe them."
-        )
+        raise ValueError(f"valid input sizes {valid} are not evenly spaced; pass valid_tile_size to describe them.")
     return least // 2, valid[0], gaps.pop()
 
 
@@ -306,11 +301,14 @@ def probe_tile_geometry(
                 first = next(iter(network.parameters()), None) if isinstance(network, nn.Module) else None
                 device = first.device if first is not None else torch.device("cpu")
             warnings.warn(
-                "probing the tile geometry with real forward passes (the network does not run on the meta device); "
-                "pass border and valid_tile_size to OverlapTileInferer to skip this."
-                if isinstance(network, nn.Module)
-                else "probing the tile geometry of a plain callable with real forward passes; pass border and "
-                "valid_tile_size to OverlapTileInferer to skip this."
+                (
+                    "probing the tile geometry with real forward passes (the network does not run on the meta device); "
+                    "pass border and valid_tile_size to OverlapTileInferer to skip this."
+                    if isinstance(network, nn.Module)
+                    else "probing the tile geometry of a plain callable with real forward passes; pass border and "
+                    "valid_tile_size to OverlapTileInferer to skip this."
+                ),
+                stacklevel=2,
             )
             # real inputs must stay small: at most _REAL_PROBE_ELEMENTS values per probe
             real_max = int((_REAL_PROBE_ELEMENTS / in_channels) ** (1.0 / spatial_dims))
@@ -567,7 +565,9 @@ class OverlapTileInferer(Inferer):
         spatial_dims = len(image_size)
         geometry = geometry or self.geometry(network, in_channels, spatial_dims)
         context = self._context(geometry)
-        cover = [geometry.valid_at_least(s + 2 * c, a) for a, (s, c) in enumerate(zip(image_size, context))]
+        cover = [
+            geometry.valid_at_least(s + 2 * c, a) for a, (s, c) in enumerate(zip(image_size, context, strict=True))
+        ]
         if self.roi_size is not None:
             requested = ensure_tuple_rep(self.roi_size, spatial_dims)
             for axis, size in enumerate(requested):
@@ -577,7 +577,7 @@ class OverlapTileInferer(Inferer):
                         f"roi_size {size} (spatial axis {axis}) is not a valid input size for this network; "
                         f"nearest valid sizes: {below} and {above}."
                     )
-            return tuple(min(int(r), c) for r, c in zip(requested, cover))
+            return tuple(min(int(r), c) for r, c in zip(requested, cover, strict=True))
         if self.memory_budget_mb is None:
             return tuple(cover)
         budget = self.memory_budget_mb * 2**20
@@ -610,7 +610,8 @@ class OverlapTileInferer(Inferer):
                 if not smaller(tile):
                     warnings.warn(
                         f"the smallest valid tile {tuple(tile)} needs more than memory_budget_mb="
-                        f"{self.memory_budget_mb}; using it anyway."
+                        f"{self.memory_budget_mb}; using it anyway.",
+                        stacklevel=2,
                     )
                     break
         for axis in range(spatial_dims):
@@ -649,9 +650,7 @@ class OverlapTileInferer(Inferer):
         geometry = self.geometry(network, in_channels, spatial_dims, image.dtype, sw_device)
         context = self._context(geometry)
         tile = self.tile_size(image_size, network, in_channels)
-        axis_tiles = [
-            _axis_tiles(image_size[a], tile[a], context[a], geometry.period[a]) for a in range(spatial_dims)
-        ]
+        axis_tiles = [_axis_tiles(image_size[a], tile[a], context[a], geometry.period[a]) for a in range(spatial_dims)]
         index_cache: dict[tuple[int, int], torch.Tensor] = {}
 
         def cut(sample: int, position: tuple[_AxisTile, ...]) -> torch.Tensor:
@@ -674,16 +673,12 @@ class OverlapTileInferer(Inferer):
             predicted = network(tiles, *args, **kwargs)
             if output is None:
                 crop = self._output_crop(predicted, tile, context)
-                output = torch.empty(
-                    (batch, predicted.shape[1], *image_size), dtype=predicted.dtype, device=device
-                )
-            valid_region = tuple(slice(c, c + t - 2 * k) for c, t, k in zip(crop, tile, context))
+                output = torch.empty((batch, predicted.shape[1], *image_size), dtype=predicted.dtype, device=device)
+            valid_region = tuple(slice(c, c + t - 2 * k) for c, t, k in zip(crop, tile, context, strict=True))
             valid = predicted[(slice(None), slice(None)) + valid_region].to(device)
             for item, (sample, position) in enumerate(chunk):
                 target = tuple(slice(t.write_from, t.write_to) for t in position)
-                source = tuple(
-                    slice(t.write_from - t.output_start, t.write_to - t.output_start) for t in position
-                )
+                source = tuple(slice(t.write_from - t.output_start, t.write_to - t.output_start) for t in position)
                 output[(sample, slice(None)) + target] = valid[(item, slice(None)) + source]
         assert output is not None
         if isinstance(inputs, MetaTensor):
@@ -695,7 +690,7 @@ class OverlapTileInferer(Inferer):
         """Pixels to crop per side from a tile output: the context minus what the network already lost."""
         output_size = _output_spatial_shape(predicted, len(tile))
         crop = []
-        for axis, (t, o, c) in enumerate(zip(tile, output_size, context)):
+        for axis, (t, o, c) in enumerate(zip(tile, output_size, context, strict=True)):
             lost = t - o
             if lost < 0 or lost % 2 != 0:
                 raise ValueError(
@@ -898,7 +893,7 @@ class SplitUncertaintyd(MapTransform):
             channels = value.shape[self.channel_dim]
             if channels < 2:
                 raise ValueError(
-                    f"'{key}' has {channels} channel(s) along axis {self.channel_dim}; expected the class channels "
+                    f"{key!r} has {channels} channel(s) along axis {self.channel_dim}; expected the class channels "
                     "plus the uncertainty channel."
                 )
             d[destination] = value.narrow(self.channel_dim, channels - 1, 1)

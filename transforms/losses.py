@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch.nn.modules.loss import _Loss
-
 from monai.losses import FocalLoss, TverskyLoss
 from monai.utils import convert_to_tensor
+from torch.nn.modules.loss import _Loss
 
 __all__ = ["WeightedCrossEntropyLoss", "TverskyFocalLoss"]
 

@@ -38,8 +38,6 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
-from scipy import ndimage, sparse
-
 from monai.config import NdarrayOrTensor
 from monai.handlers import IgniteMetricHandler
 from monai.metrics import CumulativeIterationMetric
@@ -53,6 +51,7 @@ from monai.metrics.meaniou import compute_iou
 from monai.metrics.utils import do_metric_reduction
 from monai.networks.utils import one_hot
 from monai.utils import MetricReduction, look_up_option
+from scipy import ndimage, sparse
 
 __all__ = [
     "RandScores",
@@ -497,9 +496,7 @@ class RandErrorMetric(PerImageMetric):
         if not is_instance:
             return _batch_labels(data, self.foreground_channel, name)
         if data.ndim < 3 or data.shape[1] != 1:
-            raise ValueError(
-                f"{name} instance label maps must have shape [B, 1, spatial...], got {tuple(data.shape)}."
-            )
+            raise ValueError(f"{name} instance label maps must have shape [B, 1, spatial...], got {tuple(data.shape)}.")
         return data[:, 0]
 
     def _compute_tensor(  # type: ignore[override]
@@ -521,7 +518,7 @@ class RandErrorMetric(PerImageMetric):
                 ),
                 self.metric_name,
             )
-            for pred_map, target_map in zip(pred_maps, target_maps)
+            for pred_map, target_map in zip(pred_maps, target_maps, strict=True)
         ]
         return torch.tensor(values, dtype=torch.float32, device=y_pred.device).unsqueeze(1)
 
@@ -538,7 +535,7 @@ class PixelError(IgniteMetricHandler):
         save_details: whether to store the ``[N, 1]`` per-image values in ``engine.state.metric_details``.
     """
 
-    def __init__(
+    def __init__(  # noqa: B042 a metric handler named after the ISBI metric, not an exception
         self,
         foreground_channel: int | None = 1,
         reduction: MetricReduction | str = MetricReduction.MEAN,
@@ -565,7 +562,7 @@ class RandError(IgniteMetricHandler):
         save_details: whether to store the ``[N, 1]`` per-image values in ``engine.state.metric_details``.
     """
 
-    def __init__(
+    def __init__(  # noqa: B042 a metric handler named after the ISBI metric, not an exception
         self,
         foreground_channel: int = 1,
         is_instance: bool | Sequence[bool] = False,

@@ -29,16 +29,15 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
+from monai.config import DtypeLike, KeysCollection, NdarrayOrTensor
+from monai.handlers import IgniteMetricHandler
+from monai.transforms import MapTransform, Transform
+from monai.utils import MetricReduction, TransformBackends, convert_data_type, convert_to_dst_type, ensure_tuple
 from scipy import ndimage
 from scipy.optimize import linear_sum_assignment
 from skimage.feature import peak_local_max
 from skimage.morphology import reconstruction
 from skimage.segmentation import watershed
-
-from monai.config import DtypeLike, KeysCollection, NdarrayOrTensor
-from monai.handlers import IgniteMetricHandler
-from monai.transforms import MapTransform, Transform
-from monai.utils import MetricReduction, TransformBackends, convert_data_type, convert_to_dst_type, ensure_tuple
 
 from .metrics import PerImageMetric, _as_numpy, _pair_as_numpy
 
@@ -540,7 +539,7 @@ class _InstanceMetric(PerImageMetric):
                 f"y must be [B, 1, H, W] instance ids with label_kind='instances', got {tuple(true_batch.shape)}."
             )
         pairs = []
-        for pred_image, true_image in zip(pred_batch, true_batch):
+        for pred_image, true_image in zip(pred_batch, true_batch, strict=True):
             pred_instances = nuclei_instances(
                 _mask_from_channels(pred_image, self.foreground_channel, "y_pred"),
                 method=self.instance_method,

@@ -46,9 +46,9 @@ def sliding_window_slices(
     """
     image_size = tuple(int(size) for size in image_size)
     patch, overlaps = _check_window_arguments(patch_size, overlap, len(image_size))
-    if any(p > size for p, size in zip(patch, image_size)):
+    if any(p > size for p, size in zip(patch, image_size, strict=True)):
         raise ValueError(f"patch size {tuple(patch)} does not fit in an image of size {image_size}.")
-    intervals = [max(1, int(p * (1.0 - o))) for p, o in zip(patch, overlaps)]
+    intervals = [max(1, int(p * (1.0 - o))) for p, o in zip(patch, overlaps, strict=True)]
     return dense_patch_slices(image_size, list(patch), intervals)
 
 

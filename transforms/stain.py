@@ -127,8 +127,9 @@ def jitter_hed_stains(
     factors = torch.as_tensor(np.asarray(scale, dtype=np.float64), dtype=compute_dtype, device=tensor.device)
     offsets = torch.as_tensor(np.asarray(shift, dtype=np.float64), dtype=compute_dtype, device=tensor.device)
     if factors.shape != (3,) or offsets.shape != (3,):
-        raise ValueError(f"scale and shift need one value per stain (3), got {tuple(factors.shape)} and "
-                         f"{tuple(offsets.shape)}.")
+        raise ValueError(
+            f"scale and shift need one value per stain (3), got {tuple(factors.shape)} and " f"{tuple(offsets.shape)}."
+        )
     view = (3,) + (1,) * (tensor.ndim - 1)
     stains = rgb_to_hed(tensor) * factors.view(view) + offsets.view(view)
     output = hed_to_rgb(stains)

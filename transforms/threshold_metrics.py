@@ -209,12 +209,10 @@ class ThresholdAveragedDiceMetric(PerImageMetric):
         probabilities, truths = self._paired_channels(torch.as_tensor(y_pred), torch.as_tensor(y))
         values = [
             [
-                threshold_averaged_dice(
-                    probability, truth, self.num_thresholds, self.normalize, self.both_empty_dice
-                )
-                for probability, truth in zip(image_probabilities, image_truths)
+                threshold_averaged_dice(probability, truth, self.num_thresholds, self.normalize, self.both_empty_dice)
+                for probability, truth in zip(image_probabilities, image_truths, strict=True)
             ]
-            for image_probabilities, image_truths in zip(probabilities, truths)
+            for image_probabilities, image_truths in zip(probabilities, truths, strict=True)
         ]
         return torch.tensor(values, dtype=torch.float32, device=probabilities.device)
 

@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 import torch
-
 from monai.config import KeysCollection
 from monai.data.meta_obj import get_track_meta
 from monai.data.meta_tensor import MetaTensor
@@ -84,7 +83,7 @@ def extrapolate_crop(
     Returns a plain tensor; metadata is the caller's business (see :class:`RandOverlapTileCropd`).
     """
     out = img.as_tensor() if isinstance(img, MetaTensor) else img
-    for axis, (first, extent) in enumerate(zip(start, size)):
+    for axis, (first, extent) in enumerate(zip(start, size, strict=True)):
         indices = extrapolated_indices(out.shape[axis + 1], first, first + extent, mode, out.device)
         out = out.index_select(axis + 1, indices)
     return out
@@ -93,7 +92,7 @@ def extrapolate_crop(
 def _constant_window(img: torch.Tensor, start: Sequence[int], size: Sequence[int], value: float) -> torch.Tensor:
     """Window ``[start, start + size)`` of a channel-first tensor, positions outside the image set to ``value``."""
     out = img.as_tensor() if isinstance(img, MetaTensor) else img
-    for axis, (first, extent) in enumerate(zip(start, size)):
+    for axis, (first, extent) in enumerate(zip(start, size, strict=True)):
         length = out.shape[axis + 1]
         positions = torch.arange(first, first + extent, device=out.device)
         out = out.index_select(axis + 1, positions.clamp(0, length - 1))
@@ -207,7 +206,7 @@ class RandOverlapTileCropd(Randomizable, MapTransform):
         """Draws the start of the output window for a label of spatial shape ``data``."""
         output_size, _ = self._sizes(len(data))
         starts = []
-        for length, size in zip(data, output_size):
+        for length, size in zip(data, output_size, strict=True):
             low, high = min(0, length - size), max(0, length - size)
             starts.append(int(self.R.randint(low, high + 1)))
         self._window_start = tuple(starts)
@@ -217,27 +216,27 @@ class RandOverlapTileCropd(Randomizable, MapTransform):
         shape = tuple(int(s) for s in np.shape(data[reference])[1:])
         if not shape:
             raise ValueError(
-                f"'{reference}' must be channel-first with spatial axes, got shape {np.shape(data[reference])}."
+                f"{reference!r} must be channel-first with spatial axes, got shape {np.shape(data[reference])}."
             )
         for key in keys:
             other = tuple(int(s) for s in np.shape(data[key])[1:])
             if other != shape:
                 raise ValueError(
-                    f"all keys must share the spatial shape: '{reference}' has {shape} but '{key}' has {other}."
+                    f"all keys must share the spatial shape: {reference!r} has {shape} but {key!r} has {other}."
                 )
         return shape
 
     def _crop_all(self, data: Mapping[Hashable, Any], keys: list[Hashable], spatial_dims: int) -> dict:
         output_size, border = self._sizes(spatial_dims)
         out: dict[Hashable, Any] = {}
-        for key, mode in zip(self.image_keys, self.image_pad_modes):
+        for key, mode in zip(self.image_keys, self.image_pad_modes, strict=True):
             if key not in keys:
                 continue
             img = convert_to_tensor(data[key], track_meta=get_track_meta())
-            start = [s - b for s, b in zip(self._window_start, border)]
-            size = [o + 2 * b for o, b in zip(output_size, border)]
+            start = [s - b for s, b in zip(self._window_start, border, strict=True)]
+            size = [o + 2 * b for o, b in zip(output_size, border, strict=True)]
             out[key] = _with_shifted_meta(extrapolate_crop(img, start, size, mode), img, start)
-        for key, value in zip(self.label_keys, self.label_pad_values):
+        for key, value in zip(self.label_keys, self.label_pad_values, strict=True):
             if key not in keys:
                 continue
             img = convert_to_tensor(data[key], track_meta=get_track_meta())

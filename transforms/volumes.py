@@ -39,9 +39,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-
 from monai.config import KeysCollection, NdarrayOrTensor
-from monai.data import FolderLayout, ITKReader, ImageReader, ImageWriter, MetaTensor, NibabelReader, NibabelWriter
+from monai.data import FolderLayout, ImageReader, ImageWriter, ITKReader, MetaTensor, NibabelReader, NibabelWriter
 from monai.data.utils import to_affine_nd
 from monai.inferers import Inferer, SliceInferer
 from monai.transforms import LoadImage, MapTransform, Resize, ScaleIntensity, ScaleIntensityRange, SpatialPad, Transform
@@ -369,7 +368,7 @@ def _consistency_problems(paths: list[Path], datasets: list) -> list[str]:
 
     def differing(name: str, values: list, same: Callable[[Any, Any], bool]) -> None:
         groups: list[tuple[Any, list[Path]]] = []
-        for path, value in zip(paths, values):
+        for path, value in zip(paths, values, strict=True):
             for reference, members in groups:
                 if same(reference, value):
                     members.append(path)
@@ -389,9 +388,7 @@ def _consistency_problems(paths: list[Path], datasets: list) -> list[str]:
         [tuple(round(float(v), 6) for v in ds.ImageOrientationPatient) for ds in datasets],
         close(1e-4),
     )
-    differing(
-        "PixelSpacing", [tuple(round(float(v), 6) for v in ds.PixelSpacing) for ds in datasets], close(1e-4)
-    )
+    differing("PixelSpacing", [tuple(round(float(v), 6) for v in ds.PixelSpacing) for ds in datasets], close(1e-4))
     return problems
 
 

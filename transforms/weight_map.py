@@ -26,11 +26,10 @@ import math
 from collections.abc import Hashable, Mapping, Sequence
 
 import numpy as np
-from scipy import ndimage
-
 from monai.config import DtypeLike, KeysCollection, NdarrayOrTensor
 from monai.transforms import MapTransform, Transform
 from monai.utils import TransformBackends, convert_data_type, convert_to_dst_type, ensure_tuple, ensure_tuple_rep
+from scipy import ndimage
 
 __all__ = [
     "InstancesFromBinary",
@@ -299,7 +298,7 @@ class BorderWeightMap(Transform):
         for index, box in enumerate(ndimage.find_objects(consecutive), start=1):
             grown = tuple(
                 slice(max(axis.start - m, 0), min(axis.stop + m, size))
-                for axis, m, size in zip(box, margins, instances.shape)
+                for axis, m, size in zip(box, margins, instances.shape, strict=True)
             )
             distance = ndimage.distance_transform_edt(consecutive[grown] != index, sampling=spacing)
             nearest_view, second_view = nearest[grown], second[grown]
@@ -467,9 +466,7 @@ class BorderWeightMapd(MapTransform):
             raise ValueError(
                 f"weight_key must name one key per input key: got {len(self.weight_keys)} for {len(self.keys)} keys."
             )
-        self.foreground_keys = (
-            (None,) * len(self.keys) if foreground_key is None else ensure_tuple(foreground_key)
-        )
+        self.foreground_keys = (None,) * len(self.keys) if foreground_key is None else ensure_tuple(foreground_key)
         if len(self.foreground_keys) != len(self.keys):
             raise ValueError(
                 f"foreground_key must name one key per input key: got {len(self.foreground_keys)} "
