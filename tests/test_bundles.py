@@ -9,6 +9,7 @@ import torch
 from monai.bundle import ConfigParser, ConfigWorkflow
 
 from bundle_runner import run_bundle
+from package_bundle import ZOO_INFERENCE_IDS, ZOO_TRAIN_IDS
 from tests.conftest import REPO_ROOT, require_dataset, saved_epoch
 
 BUNDLES = sorted(p for p in (REPO_ROOT / "bundles").iterdir() if (p / "configs").is_dir())
@@ -23,28 +24,9 @@ REQUIRED_FILES = [
     "docs/README.md",
     "LICENSE",
 ]
-TRAIN_IDS = [
-    "bundle_root",
-    "dataset_dir",
-    "ckpt_dir",
-    "output_dir",
-    "device",
-    "epochs",
-    "val_interval",
-    "network_def",
-    "network",
-    "preprocessing",
-    "postprocessing",
-    "inferer",
-    "amp",
-    "train#trainer",
-    "validate#evaluator",
-    "initialize",
-    "run",
-    "training",
-]
-INFERENCE_IDS = ["bundle_root", "device", "network_def", "network", "preprocessing", "postprocessing", "inferer"]
-INFERENCE_IDS += ["evaluator", "run"]
+# the ids the Model Zoo expects (what scripts/package_bundle.py checks), plus this project's AMP switch
+TRAIN_IDS = [*ZOO_TRAIN_IDS, "amp"]
+INFERENCE_IDS = list(ZOO_INFERENCE_IDS)
 # small networks and few real images per bundle, so that each check runs in seconds on a CPU
 SMOKE_OVERRIDES = json.loads((REPO_ROOT / "tests" / "bundle_smoke_overrides.json").read_text())
 # the real dataset each bundle's default config lists (its datalist is built while initialising)
