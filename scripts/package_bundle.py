@@ -57,7 +57,10 @@ import tempfile
 import zipfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # torch is imported where it is needed: the static checks run without it
+    import torch
 
 logger = logging.getLogger("package_bundle")
 
@@ -1265,11 +1268,87 @@ def probe_properties(package_dir: str, overrides_file: str, work_dir: str) -> No
     print(_PROBE_MARKER + json.dumps(results))
 
 
+# ------------------------------------------------------- exported networks against the eager one (shared)
+
+
+class ExportMismatchError(ValueError):
+    """An exported network whose output is not the eager network's within the tolerance."""
+
+
 def _metadata_shape(spec: Mapping[str, Any], what: str) -> list[int]:
     shape = spec.get("spatial_shape", [])
     if not all(isinstance(size, int) for size in shape):
-        raise ValueError(f"metadata {what} spatial_shape {shape} must be numbers for the TorchScript check.")
+        raise ValueError(f"metadata {what} spatial_shape {shape} must be numbers to build an example input.")
     return list(shape)
+
+
+def _first_spec(data_format: Mapping[str, Any], kind: str) -> tuple[str, Mapping[str, Any]]:
+    specs = data_format.get(kind) or {}
+    if not specs:
+        raise ValueError(f"metadata network_data_format has no {kind}.")
+    return next(iter(specs.items()))
+
+
+def example_input(
+    data_format: Mapping[str, Any], input_shape: Sequence[int] | None = None, seed: int = 0
+) -> torch.Tensor:
+    """A seeded random input of the network: ``(1, num_channels, *spatial_shape)`` of the metadata's first input
+    (in its ``dtype``), or ``input_shape`` when given.
+
+    Args:
+        data_format: the metadata's ``network_data_format``.
+        input_shape: the full shape ``(N, C, *spatial)`` instead of the metadata's.
+        seed: seed of the values (uniform in ``[0, 1)``), so that a comparison can be repeated.
+    """
+    import torch
+
+    _, spec = _first_spec(data_format, "inputs")
+    shape = tuple(input_shape) if input_shape else (1, spec["num_channels"], *_metadata_shape(spec, "input"))
+    generator = torch.Generator().manual_seed(seed)
+    return torch.rand(shape, generator=generator, dtype=getattr(torch, spec.get("dtype", "float32")))
+
+
+def expected_output_shape(data_format: Mapping[str, Any], batch_size: int = 1) -> tuple[int, ...]:
+    """``(batch_size, num_channels, *spatial_shape)`` of the metadata's first output (for its input shape)."""
+    _, spec = _first_spec(data_format, "outputs")
+    return (batch_size, spec["num_channels"], *_metadata_shape(spec, "output"))
+
+
+def compare_with_eager(exported: Any, eager: Any, what: str, rtol: float = 1e-4, atol: float = 1e-5) -> float:
+    """The largest absolute difference between an exported network's output and the eager network's; raises when
+    some value is outside ``|exported - eager| <= atol + rtol * |eager|`` (``torch.isclose``).
+
+    Args:
+        exported: the exported network's output (a tensor or a numpy array, e.g. from onnxruntime).
+        eager: the eager network's output, a tensor.
+        what: names the export in the error message, e.g. ``"bundle 'x', format onnx"``.
+        rtol: relative tolerance.
+        atol: absolute tolerance.
+
+    Raises:
+        TypeError: an output that is not a tensor.
+        ExportMismatchError: different shapes, or values outside the tolerance.
+    """
+    import torch
+
+    if not isinstance(eager, torch.Tensor):
+        raise TypeError(f"{what}: the eager network returns {type(eager).__name__}, the comparison needs a tensor")
+    if not isinstance(exported, torch.Tensor):
+        exported = torch.as_tensor(exported)
+    exported = exported.to(device=eager.device, dtype=eager.dtype)
+    if exported.shape != eager.shape:
+        raise ExportMismatchError(
+            f"{what}: output shape {tuple(exported.shape)} differs from the eager network's {tuple(eager.shape)}"
+        )
+    difference = (exported - eager).abs()
+    max_difference = float(difference.nan_to_num(nan=float("inf")).max()) if difference.numel() else 0.0
+    outside = ~torch.isclose(exported, eager, rtol=rtol, atol=atol, equal_nan=True)
+    if bool(outside.any()):
+        raise ExportMismatchError(
+            f"{what}: output differs from the eager network's: max abs difference {max_difference:.3g}, "
+            f"{int(outside.sum())} of {outside.numel()} values outside the tolerance (atol {atol:g}, rtol {rtol:g})"
+        )
+    return max_difference
 
 
 def probe_torchscript(package_dir: str, overrides_file: str, target: str, work_dir: str) -> None:
@@ -1304,21 +1383,15 @@ def probe_torchscript(package_dir: str, overrides_file: str, target: str, work_d
     scripted = torch.jit.load(target, map_location="cpu")
     scripted.eval()
     data_format = parser.get("_meta_#network_data_format")
-    (input_name, input_spec), (_, output_spec) = next(iter(data_format["inputs"].items())), next(
-        iter(data_format["outputs"].items())
-    )
-    generator = torch.Generator().manual_seed(0)
-    shape = (1, input_spec["num_channels"], *_metadata_shape(input_spec, "input"))
-    data = torch.rand(shape, generator=generator, dtype=getattr(torch, input_spec.get("dtype", "float32")))
+    input_name, _ = _first_spec(data_format, "inputs")
+    data = example_input(data_format)
     with torch.no_grad():
         eager, exported = network(data), scripted(data)
-    if not isinstance(eager, torch.Tensor) or not isinstance(exported, torch.Tensor):
-        raise TypeError(f"network_def returns {type(eager).__name__}, the check compares tensors")
-    expected = (1, output_spec["num_channels"], *_metadata_shape(output_spec, "output"))
-    if tuple(eager.shape) != expected:
+    expected = expected_output_shape(data_format)
+    if isinstance(eager, torch.Tensor) and tuple(eager.shape) != expected:
         raise ValueError(f"network output shape {tuple(eager.shape)} differs from the metadata's {expected}")
-    torch.testing.assert_close(exported, eager, rtol=1e-4, atol=1e-5)
-    report = {"input": input_name, "shape": list(shape), "max_abs_difference": float((exported - eager).abs().max())}
+    difference = compare_with_eager(exported, eager, "TorchScript (ckpt_export) of network_def", rtol=1e-4, atol=1e-5)
+    report = {"input": input_name, "shape": list(data.shape), "max_abs_difference": difference}
     print(_PROBE_MARKER + json.dumps(report))
 
 

@@ -1,5 +1,6 @@
 """Shared test fixtures: where the real data lives, and small helpers."""
 
+import importlib
 import os
 import sys
 from pathlib import Path
@@ -32,6 +33,17 @@ def require_dataset(name: str) -> Path:
             pytest.fail(message)
         pytest.skip(message)
     return path
+
+
+def require_module(name: str, reason: str = ""):
+    """Imports an optional package of the ``test`` extra; fails under CI (``CI=true``) when it is missing, skips
+    elsewhere (like :func:`require_dataset`: CI installs the extra, so a missing package there is a broken setup)."""
+    if os.environ.get("CI", "").lower() != "true":
+        return pytest.importorskip(name, reason=reason or None)
+    try:
+        return importlib.import_module(name)
+    except ImportError as error:
+        pytest.fail(f"{name} is not installed ({reason or 'pip install -e .[test]'}): {error}")
 
 
 @pytest.fixture(scope="session")
