@@ -32,6 +32,8 @@ from transforms import (
     CTWindow,
     CTWindowd,
     ResizedSliceNetwork,
+    SpatialDimsDispatchd,
+    SpatialDimsDispatchInferer,
     check_dicom_series,
     check_nifti_volume,
     dicom_frames_from_volume,
@@ -545,3 +547,43 @@ def test_config_defaults_match_the_documented_ones():
     assert config["threshold"] == 0.5 and config["write_dicom_seg"] is True
     assert config["network_def"]["_target_"] == "custom_networks.LGNet"
     assert config["network_def"]["features"] == "@features"
+
+
+# ------------------------------------------------------------------ one config for slices and volumes (MONAI Label)
+
+
+def test_spatial_dims_dispatch_runs_and_inverts_the_transform_of_the_input_dims():
+    from monai.transforms import Flipd, Rotate90d
+
+    dispatch = SpatialDimsDispatchd(
+        "image", {"2": Flipd("image", spatial_axis=0), 3: Rotate90d("image", spatial_axes=(0, 1))}
+    )
+    slice_image = MetaTensor(torch.arange(6.0).reshape(1, 2, 3))
+    flipped = dispatch({"image": slice_image})["image"]
+    assert torch.equal(flipped.as_tensor(), slice_image.flip(1).as_tensor())
+    assert torch.equal(dispatch.inverse({"image": flipped})["image"].as_tensor(), slice_image.as_tensor())
+    volume = MetaTensor(torch.arange(24.0).reshape(1, 2, 3, 4))
+    rotated = dispatch({"image": volume})["image"]
+    assert rotated.shape == (1, 3, 2, 4)
+    assert torch.equal(dispatch.inverse({"image": rotated})["image"].as_tensor(), volume.as_tensor())
+    with pytest.raises(ValueError, match=r"'image' \(channel-first\) has 1 spatial dimension\(s\); .* \[2, 3\]"):
+        dispatch({"image": torch.zeros(1, 5)})
+    with pytest.raises(ValueError, match="decides by one key"):
+        SpatialDimsDispatchd(["image", "label"], {2: Flipd("image", spatial_axis=0)})
+    with pytest.raises(ValueError, match="no option given"):
+        SpatialDimsDispatchd("image", {})
+
+
+def test_spatial_dims_dispatch_inferer_picks_by_the_input_dims():
+    from monai.inferers import SimpleInferer
+
+    class Doubling(SimpleInferer):
+        def __call__(self, inputs, network, *args, **kwargs):
+            return 2 * network(inputs, *args, **kwargs)
+
+    inferer = SpatialDimsDispatchInferer({"2": SimpleInferer(), 3: Doubling()})
+    network = torch.nn.Identity()
+    assert torch.equal(inferer(torch.ones(1, 1, 4, 4), network), torch.ones(1, 1, 4, 4))
+    assert torch.equal(inferer(torch.ones(1, 1, 4, 4, 2), network), torch.full((1, 1, 4, 4, 2), 2.0))
+    with pytest.raises(ValueError, match=r"has 1 spatial dimension\(s\); this pipeline handles \[2, 3\]"):
+        inferer(torch.ones(1, 1, 4), network)

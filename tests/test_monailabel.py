@@ -148,7 +148,7 @@ def test_lgnet_inference_keeps_2d_slices_and_segments_ct_volumes_slice_by_slice(
 
 def test_lgnet_inference_names_unsupported_input_dimensions(tmp_path):
     parser = inference_parser(LGNET, REPO_ROOT / "bundles" / LGNET, output_dir=str(tmp_path))
-    with pytest.raises(ValueError, match=r"(?s)'4' is not a valid value.*Available options are \{2, 3\}"):
+    with pytest.raises(ValueError, match=r"has 4 spatial dimension\(s\); this pipeline handles \[2, 3\]"):
         parser.get_parsed_content("inferer")(torch.zeros(1, 1, 2, 2, 2, 2), ShiftedIntensity())
 
 

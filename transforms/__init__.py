@@ -60,6 +60,8 @@ from .volumes import (
     DicomSeriesInfo,
     ResizedSliceNetwork,
     SaveDicomSegd,
+    SpatialDimsDispatchd,
+    SpatialDimsDispatchInferer,
     VolumeNiftiWriter,
     check_dicom_series,
     check_nifti_volume,
