@@ -809,21 +809,10 @@ def start(
     subprocess.run(command, check=False)
 
 
-def _printable(function: Any) -> Any:
-    """Return strings and nothing else: fire would browse a returned object as a command group."""
-
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        result = function(*args, **kwargs)
-        return result if isinstance(result, str) or result is None else str(result)
-
-    wrapper.__doc__, wrapper.__name__ = function.__doc__, function.__name__
-    return wrapper
-
-
 COMMANDS = {
-    "setup": _printable(setup_environment),
-    "assemble": _printable(assemble_app),
-    "studies": _printable(demo_studies),
+    "setup": package_bundle.printable(setup_environment),
+    "assemble": package_bundle.printable(assemble_app),
+    "studies": package_bundle.printable(demo_studies),
     "start": start,
 }
 

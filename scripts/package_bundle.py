@@ -1395,8 +1395,9 @@ def probe_torchscript(package_dir: str, overrides_file: str, target: str, work_d
     print(_PROBE_MARKER + json.dumps(report))
 
 
-def _printable(function: Callable[..., Any]) -> Callable[..., Any]:
-    """Return strings and nothing else: fire would browse a returned object as a command group."""
+def printable(function: Callable[..., Any]) -> Callable[..., Any]:
+    """A fire command that returns strings and nothing else: fire would browse a returned object as a command group
+    (also used by ``monailabel_app.py``)."""
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         result = function(*args, **kwargs)
@@ -1407,8 +1408,8 @@ def _printable(function: Callable[..., Any]) -> Callable[..., Any]:
 
 
 COMMANDS = {
-    "package": _printable(package),
-    "check": _printable(check),
+    "package": printable(package),
+    "check": printable(check),
     # run by `check` in fresh processes
     "probe_properties": probe_properties,
     "probe_torchscript": probe_torchscript,
