@@ -35,6 +35,7 @@ Exports and comparisons run on the CPU (onnxruntime's CPU provider); the exporte
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -481,27 +482,11 @@ def export_bundle(
     return results
 
 
-def export(
-    bundle: str,
-    format: str = "both",
-    ckpt: str | None = None,
-    out_dir: str = "dist/exports",
-    defaults: str | Mapping[str, Any] | None = None,
-    input_shape: Sequence[int] | None = None,
-    key_in_ckpt: str = "",
-    exporter: str = "dynamo",
-    dynamic: str | bool = "auto",
-    opset: int | None = None,
-    rtol: float = 1e-4,
-    atol: float = 1e-4,
-    seed: int = 0,
-) -> str:
-    """CLI: :func:`export_bundle`, printing one line per exported file (its path, the largest absolute difference
-    from the eager network and the compared input shapes; for ONNX the exporter and the dynamic axes)."""
-    results = export_bundle(
-        bundle, format, ckpt, out_dir, defaults, input_shape, key_in_ckpt, exporter, dynamic, opset, rtol, atol, seed
-    )
-    return "\n".join(result.summary() for result in results)
+# the CLI command: export_bundle's arguments and help (fire reads them through __wrapped__), printing one line per
+# exported file (its path, the largest absolute difference from eager, the compared shapes; for ONNX the axes)
+@functools.wraps(export_bundle)
+def export(*args: Any, **kwargs: Any) -> str:
+    return "\n".join(result.summary() for result in export_bundle(*args, **kwargs))
 
 
 COMMANDS = {"export": export}
