@@ -504,12 +504,14 @@ def demo_studies(
         The studies folder's path.
 
     Raises:
-        ValueError: unknown bundles or ``images`` < 1.
+        ValueError: unknown bundles, ``images`` < 1 or ``crop`` < 0.
         FileNotFoundError: a dataset missing from the data folder.
     """
     names = bundle_names(bundles)
     if int(images) < 1:
         raise ValueError(f"images must be at least 1, got {images}.")
+    if int(crop) < 0:
+        raise ValueError(f"crop must be a side in pixels, or 0 for whole images; got {crop}.")
     write_labels = len(names) == 1 if labels is None else bool(labels)
     root = Path(data).expanduser().resolve() if data else data_root()
     studies = Path(studies_dir).resolve()

@@ -179,6 +179,8 @@ def test_bad_arguments_are_refused_with_a_clear_message(tmp_path):
         ml._weights_of({LGNET: str(tmp_path / "missing.pt")}, [LGNET])
     with pytest.raises(ValueError, match="images must be at least 1"):
         ml.demo_studies(tmp_path / "studies", LGNET, images=0)
+    with pytest.raises(ValueError, match="crop must be a side in pixels, or 0 for whole images; got -5"):
+        ml.demo_studies(tmp_path / "studies", LGNET, crop=-5)
     (tmp_path / "mine").mkdir()
     venv = tmp_path / "venv"
     sample_app = venv / "monailabel" / "sample-apps" / "monaibundle"
