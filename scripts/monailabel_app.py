@@ -13,11 +13,13 @@ Usage (``python scripts/monailabel_app.py COMMAND ...``, a `fire <https://github
 stops it); 3D Slicer's or OHIF's MONAI Label plugin, or plain HTTP (``/info/``, ``/infer/<bundle>``,
 ``/train/<bundle>``), then use it. How each piece is made, and why:
 
-- **Environment** (:func:`setup_environment`, default ``.venv-monailabel/``): monailabel 0.8.5 needs numpy 1.26
-  (its ``numpymaxflow`` and ``pydicom-seg`` pin numpy < 2) and breaks with pydicom 3, so it cannot share this
-  project's environment. It gets the CPU build of torch first (``constraints-cpu.txt``, so that pip never pulls
-  the CUDA wheels), then ``monailabel==0.8.5`` under the same pin plus ``pydicom<3`` and ``pynetdicom<3``; monai
-  resolves to the version this project targets (1.6.1), and the bundles' code runs unchanged on numpy 1.26.
+- **Environment** (:func:`setup_environment`, default ``.venv-monailabel/``, or ``$MEDSEG_MONAILABEL_VENV``):
+  monailabel 0.8.5 needs numpy 1.26 (its ``numpymaxflow`` and ``pydicom-seg`` pin numpy < 2) and breaks with
+  pydicom 3, so it cannot share this project's environment. It is installed at the exact versions of
+  ``requirements-monailabel-lock.txt`` (``scripts/lock.sh``: ``monailabel==0.8.5`` with ``pydicom<3`` and
+  ``pynetdicom<3``, the CPU build of torch, so that pip never pulls the CUDA wheels); monai is the version this
+  project targets (1.6.1), and the bundles' code runs unchanged on numpy 1.26. With ``MEDSEG_UNLOCKED=1`` (the
+  canary of ``scripts/run_tests.sh --unlocked``) it gets the newest releases those pins allow instead.
   The torchvision on the package index is the CUDA build: with the CPU torch its C++ operators do not load, and
   torchvision 0.28 then fails on import (``operator torchvision::nms does not exist``: its ``_meta_registrations``
   registers fake kernels for ``nms``/``qnms`` without checking that the operators exist). MONAI Label imports
@@ -83,16 +85,19 @@ for _path in (REPO_ROOT, SCRIPTS_DIR):
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
+import check_lock  # noqa: E402
 import package_bundle  # noqa: E402
 from prepare_data import data_root  # noqa: E402
 
 logger = logging.getLogger("monailabel_app")
 
 MONAILABEL_VERSION = "0.8.5"
-DEFAULT_VENV = REPO_ROOT / ".venv-monailabel"
+DEFAULT_VENV = REPO_ROOT / os.environ.get("MEDSEG_MONAILABEL_VENV", ".venv-monailabel")
 DEFAULT_WORK_DIR = REPO_ROOT / "runs" / "monailabel"
 CPU_CONSTRAINTS = REPO_ROOT / "constraints-cpu.txt"
-#: pins MONAI Label 0.8.5 needs beyond its own metadata (it breaks with pydicom 3)
+#: exact versions of the environment (scripts/lock.sh)
+MONAILABEL_LOCK = REPO_ROOT / "requirements-monailabel-lock.txt"
+#: pins MONAI Label 0.8.5 needs beyond its own metadata (it breaks with pydicom 3); scripts/lock.sh locks them
 MONAILABEL_PINS = ("pydicom<3", "pynetdicom<3")
 #: marks an app folder made by :func:`assemble_app` (only such a folder is replaced)
 APP_MARKER = ".medseg_monailabel_app"
@@ -231,12 +236,30 @@ def _constraints_file(venv: Path) -> Path:
     return path
 
 
+def _locked_pin(name: str) -> str:
+    """``name==version`` of :data:`MONAILABEL_LOCK`."""
+    if not MONAILABEL_LOCK.is_file():
+        raise MonaiLabelSetupError(f"{MONAILABEL_LOCK} is missing: regenerate it with `bash scripts/lock.sh`.")
+    version = check_lock.read_lock(MONAILABEL_LOCK).get(check_lock.canonical_name(name))
+    if version is None:
+        raise MonaiLabelSetupError(f"{MONAILABEL_LOCK} does not pin {name}: regenerate it with `bash scripts/lock.sh`.")
+    return f"{name}=={version}"
+
+
+def _lock_differences(executable: Path) -> str:
+    """What the environment of ``executable`` installs otherwise than :data:`MONAILABEL_LOCK` (empty: as locked)."""
+    command = [str(executable), str(SCRIPTS_DIR / "check_lock.py"), "installed", str(MONAILABEL_LOCK)]
+    result = subprocess.run(command, capture_output=True, text=True)
+    return "" if result.returncode == 0 else (result.stdout + result.stderr).strip()
+
+
 def setup_environment(
     venv: str | os.PathLike = DEFAULT_VENV,
     python: str | os.PathLike | None = None,
     torch_index_url: str | None = None,
     rebuild: bool = False,
     timeout: float = 3600.0,
+    locked: bool | None = None,
 ) -> str:
     """Builds the virtual environment MONAI Label runs in, unless a working one is there; returns its python.
 
@@ -247,12 +270,20 @@ def setup_environment(
             ``https://download.pytorch.org/whl/cpu``; default: the configured index, torch pinned to the CPU build.
         rebuild: delete and rebuild the environment even when it works.
         timeout: seconds each pip command may take.
+        locked: install the exact versions of :data:`MONAILABEL_LOCK` (an environment that differs from it is
+            rebuilt); ``False``: the newest releases that :data:`MONAILABEL_PINS` allow (the canary). Default:
+            locked unless ``MEDSEG_UNLOCKED=1``.
 
     Raises:
         MonaiLabelSetupError: a failing command (pip's output included) or an environment that still does not work.
     """
+    if locked is None:
+        locked = os.environ.get("MEDSEG_UNLOCKED", "0") != "1"
     venv = Path(venv).resolve()
     executable = venv_python(venv)
+    if executable.is_file() and locked and not rebuild and _lock_differences(executable):
+        logger.info("%s differs from %s: rebuilding it", venv, MONAILABEL_LOCK.name)
+        rebuild = True
     if rebuild and venv.exists():
         shutil.rmtree(venv)
     if executable.is_file() and not environment_problems(probe_environment(executable)):
@@ -260,14 +291,24 @@ def setup_environment(
     if not executable.is_file():
         logger.info("creating %s (several minutes: torch, monai and monailabel's dependencies)", venv)
         _run([str(python or sys.executable), "-m", "venv", str(venv)], "creating the virtual environment")
-    constraints = _constraints_file(venv)
-    pip = [str(executable), "-m", "pip", "install", "--disable-pip-version-check", "-c", str(constraints)]
-    torch_pin = next(line for line in constraints.read_text().splitlines() if line.startswith("torch"))
+    if locked:
+        pip = [str(executable), "-m", "pip", "install", "--disable-pip-version-check"]
+        _run([*pip, _locked_pin("pip")], "pip install pip (the locked version)", timeout)
+        pip += ["-c", str(MONAILABEL_LOCK)]
+        torch_pin = _locked_pin("torch")
+    else:
+        constraints = _constraints_file(venv)
+        pip = [str(executable), "-m", "pip", "install", "--disable-pip-version-check", "-c", str(constraints)]
+        torch_pin = next(line for line in constraints.read_text().splitlines() if line.startswith("torch"))
     if torch_index_url:
-        _run([*pip, "--index-url", torch_index_url, torch_pin, "torchvision"], "pip install torch", timeout)
+        torchvision = _locked_pin("torchvision") if locked else "torchvision"
+        _run([*pip, "--index-url", torch_index_url, torch_pin, torchvision], "pip install torch", timeout)
     else:
         _run([*pip, torch_pin], "pip install torch (first, so that the CPU build is kept)", timeout)
     _run([*pip, f"monailabel=={MONAILABEL_VERSION}"], f"pip install monailabel=={MONAILABEL_VERSION}", timeout)
+    differences = _lock_differences(executable) if locked else ""
+    if differences:
+        raise MonaiLabelSetupError(f"the MONAI Label environment {venv} is not as locked: {differences}")
     report = probe_environment(executable)
     if "torchvision::" in str(report.get("torchvision_error", "")):
         install_torchvision_hook(executable)

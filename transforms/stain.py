@@ -128,7 +128,7 @@ def jitter_hed_stains(
     offsets = torch.as_tensor(np.asarray(shift, dtype=np.float64), dtype=compute_dtype, device=tensor.device)
     if factors.shape != (3,) or offsets.shape != (3,):
         raise ValueError(
-            f"scale and shift need one value per stain (3), got {tuple(factors.shape)} and " f"{tuple(offsets.shape)}."
+            f"scale and shift need one value per stain (3), got {tuple(factors.shape)} and {tuple(offsets.shape)}."
         )
     view = (3,) + (1,) * (tensor.ndim - 1)
     stains = rgb_to_hed(tensor) * factors.view(view) + offsets.view(view)
