@@ -40,8 +40,10 @@ fi
 # torch first and pinned: an unpinned torch pulls several GB of CUDA wheels.
 if [ -n "${TORCH_INDEX_URL:-}" ]; then
   "${PIP[@]}" --index-url "$TORCH_INDEX_URL" "$TORCH_PIN"
-else
-  "${PIP[@]}" "$TORCH_PIN"
+elif ! "${PIP[@]}" "$TORCH_PIN"; then
+  # a "+cpu" build is not on PyPI: take it from the PyTorch CPU index (this machine's wheel cache has it)
+  echo "retrying $TORCH_PIN from https://download.pytorch.org/whl/cpu" >&2
+  "${PIP[@]}" --extra-index-url https://download.pytorch.org/whl/cpu "$TORCH_PIN"
 fi
 "${PIP[@]}" "${UPGRADE[@]}" "${PINS[@]}" -e "$TARGET"
 if [ "$MEDSEG_UNLOCKED" != 1 ]; then
