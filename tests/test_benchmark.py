@@ -2,7 +2,6 @@
 tiny end-to-end run of the ``unet2015`` subcommand through its command line."""
 
 import functools
-import importlib.util
 import json
 import subprocess
 import sys
@@ -13,22 +12,13 @@ import torch
 import torch.nn as nn
 
 from custom_networks.unet2015 import UNet2015, is_valid_tile_size
+from medseg_tools import benchmark
+from medseg_tools.benchmark.cases import unet2015 as unet2015_case
 from transforms.inferers import OverlapTileInferer
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = REPO_ROOT / "scripts" / "benchmark.py"
 TINY_FEATURES = (2, 4, 8)  # depth 2: border 20, valid tiles 44, 48, 52, ...
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("benchmark_under_test", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve string annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
-
-
-benchmark = load_script()
 
 
 def test_convolution_flops_match_hand_counts():
@@ -145,7 +135,7 @@ def test_compile_failure_falls_back_to_the_eager_network(monkeypatch):
     monkeypatch.setattr(inductor_config, "freezing", inductor_config.freezing)  # restored after the test
     net = nn.Conv2d(1, 1, 1)
     with pytest.warns(UserWarning, match="torch.compile failed"):
-        runner, seconds, mode = benchmark._compile(net, torch.zeros(1, 1, 2, 2))
+        runner, seconds, mode = unet2015_case._compile(net, torch.zeros(1, 1, 2, 2))
     assert runner is net and seconds == 0.0 and mode == "eager (compile failed)"
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 from monai.bundle import ConfigParser, ConfigWorkflow
 
-from bundle_runner import run_bundle
+from medseg_tools.runner import run_bundle
 from package_bundle import ZOO_INFERENCE_IDS, ZOO_TRAIN_IDS
 from tests.conftest import REPO_ROOT, require_dataset, saved_epoch
 

@@ -3,7 +3,7 @@
 import numpy as np
 from PIL import Image
 
-import demo
+from medseg_tools import demo
 
 
 def test_demo_writes_masks_overlays_and_metrics(tmp_path, isbi_dir):

@@ -19,8 +19,8 @@ from monai.bundle import ConfigParser, ConfigWorkflow
 from monai.metrics import ConfusionMatrixMetric
 from PIL import Image
 
-import reproduce
-from bundle_runner import bundle_dir, run_bundle
+from medseg_tools import reproduce
+from medseg_tools.runner import bundle_dir, run_bundle
 from tests.conftest import REPO_ROOT, require_dataset
 from transforms import EnsureChannels, nuclei_instances
 from transforms.datalist import DataValidationError, folder_datalist, validate_datalist

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import prepare_data
-from prepare_data import convert_monuseg_xml, rasterize_monuseg_xml, read_monuseg_polygons
+import medseg_tools.data as prepare_data
+from medseg_tools.data.monuseg import convert_monuseg_xml, rasterize_monuseg_xml, read_monuseg_polygons
 from tests.conftest import require_dataset
 from transforms.datalist import DataValidationError
 

@@ -1,6 +1,5 @@
 """scripts/prepare_data.py: conversion round trips, local copies, offline download errors, validate CLI."""
 
-import importlib.util
 import io
 import os
 import subprocess
@@ -15,21 +14,12 @@ import pytest
 import tifffile
 from PIL import Image
 
+import medseg_tools.data as prepare_data
+from medseg_tools.data import registry
 from transforms.datalist import DataValidationError, folder_datalist, read_image_array
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = REPO_ROOT / "scripts" / "prepare_data.py"
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("prepare_data_under_test", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve string annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
-
-
-prepare_data = load_script()
 
 
 def isbi_stacks(isbi_dir: Path, tmp_path: Path, ids=(0, 1, 2)) -> tuple[Path, Path, np.ndarray, np.ndarray]:
@@ -152,7 +142,7 @@ def test_link_or_copy(data_root, tmp_path):
 
 def test_fetch_prefers_local_copy_else_downloads(data_root, tmp_path, monkeypatch):
     calls = []
-    monkeypatch.setattr(prepare_data, "download", lambda dataset, dest: calls.append((dataset, dest)) or Path(dest))
+    monkeypatch.setattr(registry, "download", lambda dataset, dest: calls.append((dataset, dest)) or Path(dest))
     assert prepare_data.fetch("isbi", tmp_path / "a").is_symlink() and calls == []
     prepare_data.fetch("phc", tmp_path / "b")
     assert calls == [("phc", tmp_path / "b")]

@@ -12,8 +12,8 @@ import torch
 from ignite.engine import Engine, Events
 from PIL import Image
 
-import reproduce
-from bundle_runner import bundle_command
+from medseg_tools import reproduce
+from medseg_tools.runner import bundle_command
 from transforms.handlers import StopAfterSeconds
 
 BUNDLE = "unet_em_segmentation"

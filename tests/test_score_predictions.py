@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from score_predictions import score_folder, segmentation_scores, write_report
+from medseg_tools.scoring import score_folder, segmentation_scores, write_report
 
 
 def test_perfect_and_inverted_masks(tmp_path, isbi_dir):

@@ -1,0 +1,1 @@
+"""The benchmarks, one module per group; each registers its subcommands when imported."""
