@@ -236,7 +236,7 @@ def check(
 COMMANDS = {
     "package": printable(package),
     "check": printable(check),
-    # run by `check` in fresh processes (``python -m medseg_tools.zoo.probes`` runs them too)
+    # run by `check` in fresh processes (``python -m medseg_tools.zoo probe_...``)
     "probe_properties": probe_properties,
     "probe_torchscript": probe_torchscript,
 }

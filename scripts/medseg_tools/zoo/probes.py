@@ -1,10 +1,9 @@
-"""The workflow checks' probes, run in a fresh process: ``python -m medseg_tools.zoo.probes COMMAND ...``."""
+"""The workflow checks' probes, each run in a fresh process: ``python -m medseg_tools.zoo COMMAND ...``."""
 
 from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -76,17 +75,3 @@ def probe_torchscript(package_dir: str, overrides_file: str, target: str, work_d
     input_name = next(iter(prepared.data_format["inputs"]))
     report = {"input": input_name, "shape": list(result.input_shape), "max_abs_difference": result.max_abs_difference}
     print(_PROBE_MARKER + json.dumps(report))
-
-
-COMMANDS = {"probe_properties": probe_properties, "probe_torchscript": probe_torchscript}
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """Runs one probe (``python -m medseg_tools.zoo.probes COMMAND ...``); an error exits with a traceback."""
-    import fire
-
-    fire.Fire(COMMANDS, command=list(argv) if argv is not None else None, name="medseg_tools.zoo.probes")
-
-
-if __name__ == "__main__":
-    main()

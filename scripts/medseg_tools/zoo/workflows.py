@@ -47,8 +47,9 @@ def _run_probe(package_dir: Path, command: Sequence[str], what: str, cwd: Path |
 
 
 def _probe_command(name: str, *args: str) -> list[str]:
-    """A probe of :mod:`medseg_tools.zoo.probes` run by the same python (which has the project installed)."""
-    return [sys.executable, "-m", "medseg_tools.zoo.probes", name, *args]
+    """A probe of :mod:`medseg_tools.zoo.probes`, a command of the package CLI (``python -m medseg_tools.zoo``, the
+    same as ``scripts/package_bundle.py``), run by the same python (which has the project installed)."""
+    return [sys.executable, "-m", "medseg_tools.zoo", name, *args]
 
 
 def _inference_overrides(package_dir: Path, overrides: Mapping[str, Any]) -> dict[str, Any]:
