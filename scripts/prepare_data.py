@@ -15,13 +15,11 @@ Local copies are looked up in ``$MEDSEG_DATA`` (default: ``<repo>/../shared/data
 dataset (``isbi2012_em``, ``phc_usiigaci``, ...). Every command that takes a ``dest`` writes the
 dataset folder itself there (``dest/image/0.png``, ``dest/set1/raw.tif``).
 
-The datasets, their sources and conversions live in :mod:`medseg_tools.data`. ``data_root`` is re-exported here
-for ``scripts/monailabel_app.py`` (``from prepare_data import data_root``, through ``sys.path``) until it moves.
+The datasets, their sources and conversions live in :mod:`medseg_tools.data`.
 """
 
 import sys
 
-from medseg_tools.data import data_root  # noqa: F401 (the old name of monailabel_app.py's import)
 from medseg_tools.data.cli import main
 
 if __name__ == "__main__":

@@ -9,14 +9,8 @@ import pytest
 import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SCRIPTS_DIR = REPO_ROOT / "scripts"
-# the tools' library (medseg_tools) is installed with the project. scripts/ stays on sys.path only for the tools
-# not moved into it yet (package_bundle, export_bundle, monailabel_app, check_lock), which tests import by module name
-if str(SCRIPTS_DIR) not in sys.path:
-    sys.path.insert(0, str(SCRIPTS_DIR))
-
 # one definition of where the real data lives ($MEDSEG_DATA, else ../shared/data): the one users run
-from medseg_tools.data import data_root  # noqa: E402
+from medseg_tools.data import data_root
 
 
 def saved_epoch(checkpoint: Path) -> int:

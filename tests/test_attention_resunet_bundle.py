@@ -18,7 +18,7 @@ from monai.networks.nets import BasicUNet
 from PIL import Image
 
 import custom_networks
-from bundle_runner import bundle_dir, run_bundle
+from medseg_tools.runner import bundle_dir, run_bundle
 from tests.conftest import REPO_ROOT, saved_epoch
 
 BUNDLE = "attention_resunet_cell_segmentation"
@@ -258,7 +258,7 @@ def test_inference_refuses_a_corrupt_frame_naming_it(trained, tmp_path, phc_crop
 
 
 def test_paper_tables_spec_builds_every_variant_network_at_its_width():
-    import reproduce
+    from medseg_tools import reproduce
 
     spec = reproduce.load_spec(BUNDLE, "paper_tables")
     assert [table["title"].split(":")[0] for table in spec.tables] == ["Table 1", "Table 2"]

@@ -6,10 +6,10 @@ from pathlib import Path
 import jsonschema
 import pytest
 import torch
+from medseg_tools.zoo.checks import ZOO_INFERENCE_IDS, ZOO_TRAIN_IDS
 from monai.bundle import ConfigParser, ConfigWorkflow
 
 from medseg_tools.runner import run_bundle
-from package_bundle import ZOO_INFERENCE_IDS, ZOO_TRAIN_IDS
 from tests.conftest import REPO_ROOT, require_dataset, saved_epoch
 
 BUNDLES = sorted(p for p in (REPO_ROOT / "bundles").iterdir() if (p / "configs").is_dir())

@@ -23,7 +23,7 @@ from monai.bundle import ConfigParser
 from monai.data import MetaTensor
 from monai.transforms import LoadImage, Orientation
 
-from bundle_runner import bundle_command, bundle_env, run_bundle
+from medseg_tools.runner import bundle_command, bundle_env, run_bundle
 from tests.conftest import REPO_ROOT, require_dataset
 from transforms import (
     AxialSliceInferer,

@@ -6,10 +6,10 @@ probabilities, as each network returns them), checked by the script and again he
 
 import json
 
-import export_bundle as eb
-import package_bundle as pb
 import pytest
 import torch
+from medseg_tools import export as eb
+from medseg_tools.bundles import bundle_names
 from monai.bundle import ConfigParser
 from monai.data import load_net_with_metadata
 
@@ -18,7 +18,7 @@ from tests.conftest import REPO_ROOT, require_module
 onnx = require_module("onnx")
 onnxruntime = require_module("onnxruntime")
 
-BUNDLES = pb.bundle_names()
+BUNDLES = bundle_names()
 SMOKE_OVERRIDES = json.loads((REPO_ROOT / "tests" / "bundle_smoke_overrides.json").read_text())
 ATOL = RTOL = 1e-4
 # LG-Net pools its attention input to a grid computed from the input size (adaptive pooling to ceil(side / factor)),
@@ -77,7 +77,7 @@ def test_exports_of_every_bundle_match_the_eager_network(bundle, tmp_path):
 
     data_format = json.loads((REPO_ROOT / "bundles" / bundle / "configs" / "metadata.json").read_text())
     data_format = data_format["network_data_format"]
-    data = pb.example_input(data_format, TEST_INPUT_SHAPES.get(bundle), seed=123)
+    data = eb.example_input(data_format, TEST_INPUT_SHAPES.get(bundle), seed=123)
     assert scripted_result.input_shape == onnx_result.input_shape == tuple(data.shape)
     # the files hold the given weights, not the script's random ones: compare on an input the script never saw
     with torch.no_grad():

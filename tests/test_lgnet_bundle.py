@@ -15,7 +15,7 @@ from monai.bundle import ConfigParser, ConfigWorkflow
 from PIL import Image
 
 import custom_networks
-from bundle_runner import bundle_dir, run_bundle
+from medseg_tools.runner import bundle_dir, run_bundle
 from tests.conftest import REPO_ROOT, require_dataset
 from transforms import DataValidationError
 
@@ -223,7 +223,7 @@ def test_ablation_switches_reach_lgnet_through_network_def():
 
 
 def test_paper_tables_spec_builds_every_variant():
-    import reproduce
+    from medseg_tools import reproduce
 
     spec = reproduce.load_spec(BUNDLE, "paper_tables")
     assert [table["title"].split(":")[0] for table in spec.tables] == ["Table 1", "Table 2"]

@@ -6,10 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import check_lock
-import monailabel_app
-import package_bundle
 import pytest
+from medseg_tools import lock as check_lock
+from medseg_tools.monailabel import MONAILABEL_VERSION
+from medseg_tools.zoo import FLAKE8_ZOO_PLUGINS
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LOCK = REPO_ROOT / "requirements-lock.txt"
@@ -86,7 +86,7 @@ def test_both_locks_pin_the_same_cpu_torch():
 
 def test_monailabel_lock_has_what_monailabel_needs():
     locked = check_lock.read_lock(MONAILABEL_LOCK)
-    assert locked["monailabel"] == monailabel_app.MONAILABEL_VERSION
+    assert locked["monailabel"] == MONAILABEL_VERSION
     assert int(locked["pydicom"].split(".")[0]) < 3 and int(locked["pynetdicom"].split(".")[0]) < 3
     assert locked["numpy"].startswith("1.")
     assert locked["monai"] == check_lock.read_lock(LOCK)["monai"], "the bundles run on one MONAI version"
@@ -94,7 +94,7 @@ def test_monailabel_lock_has_what_monailabel_needs():
 
 def test_the_zoo_style_toolchain_is_locked():
     locked = check_lock.read_lock(LOCK)
-    for tool in ("flake8", "black", "isort", *package_bundle.FLAKE8_ZOO_PLUGINS):
+    for tool in ("flake8", "black", "isort", *FLAKE8_ZOO_PLUGINS):
         assert tool in locked, tool
 
 

@@ -11,11 +11,11 @@ import shutil
 import sys
 from pathlib import Path
 
-import monailabel_app as ml
 import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from medseg_tools import monailabel as ml
 from monai.bundle import ConfigParser
 from PIL import Image
 
@@ -174,9 +174,9 @@ def test_bad_arguments_are_refused_with_a_clear_message(tmp_path):
     with pytest.raises(ValueError, match="unknown bundle"):
         ml.bundle_names("unet_em_segmentation,no_such_bundle")
     with pytest.raises(ValueError, match="JSON object"):
-        ml._weights_of(str(tmp_path / "model.pt"), ["unet_em_segmentation", LGNET])
+        ml.app._weights_of(str(tmp_path / "model.pt"), ["unet_em_segmentation", LGNET])
     with pytest.raises(ValueError, match="do not exist"):
-        ml._weights_of({LGNET: str(tmp_path / "missing.pt")}, [LGNET])
+        ml.app._weights_of({LGNET: str(tmp_path / "missing.pt")}, [LGNET])
     with pytest.raises(ValueError, match="images must be at least 1"):
         ml.demo_studies(tmp_path / "studies", LGNET, images=0)
     with pytest.raises(ValueError, match="crop must be a side in pixels, or 0 for whole images; got -5"):
@@ -203,7 +203,7 @@ def test_server_command_serves_local_bundles_on_loopback_only():
 def test_a_failing_setup_command_reports_its_output():
     command = [sys.executable, "-c", "import sys; print('ERROR: No matching distribution found for x'); sys.exit(1)"]
     with pytest.raises(ml.MonaiLabelSetupError) as raised:
-        ml._run(command, "pip install x")
+        ml.environment._run(command, "pip install x")
     message = str(raised.value)
     assert message.startswith("pip install x failed (exit status 1)")
     assert "No matching distribution found for x" in message

@@ -327,7 +327,7 @@ def test_ignite_handlers_on_engine():
 
 
 def test_real_monuseg_mask():
-    from prepare_data import rasterize_monuseg_xml
+    from medseg_tools.data import rasterize_monuseg_xml
 
     root = require_dataset("monuseg2018")
     stem = "TCGA-21-5784-01Z-00-DX1"

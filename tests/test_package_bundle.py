@@ -13,9 +13,9 @@ from pathlib import Path
 
 import jsonschema
 import numpy as np
-import package_bundle as pb
 import pytest
 import torch
+from medseg_tools import zoo as pb
 from monai.bundle import ConfigParser
 from PIL import Image
 

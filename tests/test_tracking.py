@@ -11,7 +11,7 @@ import math
 from pathlib import Path
 
 import pytest
-from bundle_runner import run_bundle
+from medseg_tools.runner import run_bundle
 from monai.bundle import ConfigWorkflow
 from monai.bundle.utils import DEFAULT_MLFLOW_SETTINGS
 from monai.handlers import MLFlowHandler

@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from bundle_runner import bundle_command, bundle_dir, run_bundle
+from medseg_tools.runner import bundle_command, bundle_dir, run_bundle
 from tests.conftest import REPO_ROOT, saved_epoch
 
 BUNDLE = "unet_em_segmentation"
