@@ -22,7 +22,7 @@ import prepare_data  # noqa: E402
 from bundle_runner import REPO_ROOT, run_bundle  # noqa: E402
 from score_predictions import score_folder, write_report  # noqa: E402
 
-from transforms.datalist import folder_datalist  # noqa: E402
+from transforms import folder_datalist  # noqa: E402
 
 BUNDLE = "unet_em_segmentation"
 logger = logging.getLogger("demo")

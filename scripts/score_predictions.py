@@ -24,8 +24,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from visualize import save_overlay  # noqa: E402
 
 from transforms import InstancesToForegroundWithBorders, common_input_root  # noqa: E402
-from transforms.datalist import folder_datalist, read_image_array  # noqa: E402
-from transforms.metrics import confusion_scores, dice_score, iou_score, pixel_error, rand_error  # noqa: E402
+from transforms import (  # noqa: E402
+    confusion_scores,
+    dice_score,
+    folder_datalist,
+    iou_score,
+    pixel_error,
+    rand_error,
+    read_image_array,
+)
 
 METRICS = ("dice", "iou", "pixel_error", "rand_error")
 LOWER_IS_BETTER = {"pixel_error", "rand_error"}

@@ -15,7 +15,7 @@ if str(SCRIPTS_DIR) not in sys.path:
     sys.path.insert(0, str(SCRIPTS_DIR))
 
 # one definition of where the real data lives ($MEDSEG_DATA, else ../shared/data): the one users run
-from prepare_data import data_root  # noqa: E402
+from transforms import data_root  # noqa: E402
 
 
 def saved_epoch(checkpoint: Path) -> int:

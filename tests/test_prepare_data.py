@@ -15,7 +15,7 @@ import pytest
 import tifffile
 from PIL import Image
 
-from transforms.datalist import DataValidationError, folder_datalist, read_image_array
+from transforms import DataValidationError, folder_datalist, read_image_array
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = REPO_ROOT / "scripts" / "prepare_data.py"
