@@ -3,6 +3,7 @@
 from .dispatch import SpatialDimsDispatchd, SpatialDimsDispatchInferer
 from .geometry import (
     TileGeometry,
+    declared_tile_geometry,
     estimate_activation_bytes,
     meta_copy_state,
     output_spatial_shape,
@@ -18,6 +19,7 @@ __all__ = [
     "TileGeometry",
     "meta_copy_state",
     "output_spatial_shape",
+    "declared_tile_geometry",
     "probe_tile_geometry",
     "estimate_activation_bytes",
     "OverlapTileInferer",

@@ -20,6 +20,7 @@ __all__ = [
     "TileGeometry",
     "meta_copy_state",
     "output_spatial_shape",
+    "declared_tile_geometry",
     "probe_tile_geometry",
     "estimate_activation_bytes",
 ]
@@ -203,6 +204,24 @@ def _scan_valid_sizes(run: Callable[[int], tuple[int, ...] | None], max_size: in
     if len(gaps) != 1:
         raise ValueError(f"valid input sizes {valid} are not evenly spaced; pass valid_tile_size to describe them.")
     return least // 2, valid[0], gaps.pop()
+
+
+def declared_tile_geometry(network: Any, spatial_dims: int) -> TileGeometry | None:
+    """The tile geometry a network tells about itself, ``None`` when it does not.
+
+    A network tells it with three int attributes, the same along every spatial axis: ``border`` (pixels lost on
+    each side), ``smallest_tile_size`` and ``tile_period`` (the valid input sizes are ``smallest_tile_size + k *
+    tile_period``, ``k >= 0``), as :class:`custom_networks.UNet2015` does. Networks that do not (or wrappers that
+    hide them, e.g. TorchScript) are probed instead (:func:`probe_tile_geometry`).
+    """
+    try:
+        values = [getattr(network, name, None) for name in ("border", "smallest_tile_size", "tile_period")]
+    except Exception:  # a property that cannot answer (e.g. an unsupported configuration) tells nothing
+        return None
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        return None
+    border, smallest, period = values
+    return TileGeometry.arithmetic((border,) * spatial_dims, (smallest,) * spatial_dims, (period,) * spatial_dims)
 
 
 def probe_tile_geometry(

@@ -23,7 +23,13 @@ from monai.inferers import Inferer
 from monai.utils import convert_to_dst_type, ensure_tuple, ensure_tuple_rep
 
 from ..tiling import EXTRAPOLATION_MODES, extrapolated_indices
-from .geometry import TileGeometry, estimate_activation_bytes, output_spatial_shape, probe_tile_geometry
+from .geometry import (
+    TileGeometry,
+    declared_tile_geometry,
+    estimate_activation_bytes,
+    output_spatial_shape,
+    probe_tile_geometry,
+)
 
 __all__ = ["OverlapTileInferer"]
 
@@ -74,8 +80,9 @@ class OverlapTileInferer(Inferer):
     seamlessly: each output pixel is predicted once from its full context, with mirrored context at the image
     border, and no blending is needed. The output has the input's spatial size.
 
-    Geometry: ``border`` (context per side) and ``valid_tile_size`` (which input sizes the network accepts) are
-    probed from the network when not given (:func:`probe_tile_geometry`, a meta-device scan, cached per network).
+    Geometry: ``border`` (context per side) and ``valid_tile_size`` (which input sizes the network accepts) are,
+    when not given, read from the network when it declares them (:func:`declared_tile_geometry`, e.g.
+    ``UNet2015``), else probed from it (:func:`probe_tile_geometry`, a meta-device scan, cached per network).
     Tile starts are multiples of the period of the valid sizes (``2**depth`` for a U-Net), so that a tiled result
     equals one forward pass over the whole mirror-padded image extended to the next valid size, independent of
     the tiling (see :func:`_axis_tiles`).
@@ -158,16 +165,18 @@ class OverlapTileInferer(Inferer):
         dtype: torch.dtype | None = None,
         device: torch.device | str | None = None,
     ) -> TileGeometry:
-        """The network's tile geometry: the explicit arguments where given, probed otherwise (a plain callable is
-        probed with inputs of ``dtype`` on ``device``)."""
+        """The network's tile geometry: the explicit arguments where given, else what the network declares
+        (:func:`declared_tile_geometry`), else probed (a plain callable with inputs of ``dtype`` on ``device``)."""
         if self.valid_tile_size is not None and self.border is not None:
             return self._from_predicate(spatial_dims, ensure_tuple_rep(self.border, spatial_dims))
-        if isinstance(network, nn.Module):
-            dtype = device = None
-        probed = probe_tile_geometry(network, in_channels, spatial_dims, self.max_probe_size, device, dtype)
+        known = declared_tile_geometry(network, spatial_dims)
+        if known is None:  # only networks that cannot tell their geometry are probed
+            if isinstance(network, nn.Module):
+                dtype = device = None
+            known = probe_tile_geometry(network, in_channels, spatial_dims, self.max_probe_size, device, dtype)
         if self.valid_tile_size is not None:
-            return self._from_predicate(spatial_dims, probed.border)
-        return probed
+            return self._from_predicate(spatial_dims, known.border)
+        return known
 
     def _from_predicate(self, spatial_dims: int, border: tuple[int | None, ...]) -> TileGeometry:
         key = (spatial_dims, border)
