@@ -1,27 +1,20 @@
-"""CT volumes (NIfTI files, DICOM series folders) through a 2D slice network: checked reading, Hounsfield windowing,
-slice-by-slice inference at the network's input size, NIfTI and DICOM SEG outputs in the input's exact geometry.
+"""The CT volume reader: NIfTI files and DICOM series folders, checked, in Hounsfield units.
 
 The LG-Net bundle's network segments 2D axial slices. Its volume configuration (``configs/inference_volume.json``)
-chains the pieces of this module::
+chains pieces of several modules of this package::
 
     volume_datalist(...)                 lists the inputs, checks every DICOM folder / NIfTI header before the run
-    LoadImaged(reader=CTVolumeReader())  ITK for DICOM series (+ checks), nibabel for NIfTI
+                                         (data/datalists.py, io/dicom.py, io/nifti.py)
+    LoadImaged(reader=CTVolumeReader())  ITK for DICOM series (+ checks), nibabel for NIfTI (this module)
     Orientationd(axcodes="PLS")          axial slices along the last axis, in-plane axes as the training slices
     CTWindowd(...)                       HU window (or min-max) to [0, 1], refusing volumes that are not in HU
+                                         (hounsfield.py)
     AxialSliceInferer(...)               each slice resized to the network's size and the logits resized back
+                                         (inferers/slices.py)
     Invertd(...)                         undoes the orientation: the prediction has the input's voxel grid
-    SaveImaged(resample=False,           NIfTI mask with the input's shape, affine and header codes
+    SaveImaged(resample=False,           NIfTI mask with the input's shape, affine and header codes (io/nifti.py)
                writer=VolumeNiftiWriter)
-    SaveDicomSegd(...)                   DICOM SEG referencing the source slices (DICOM input only)
-
-DICOM series checks (:func:`check_dicom_series`, the folder is named in every message): files that are not DICOM,
-DICOM files that are not image slices (a SEG, a report, a multi-frame image), several series in one folder (listed,
-with the hint to pass one), slices whose rows/columns, orientation or pixel spacing differ, two slices at the same
-position, and missing slices. A slice is taken as missing where the distance between neighbouring slices along the
-slice normal exceeds ``max_gap_ratio`` (1.5) times the median distance, or, for a two-slice series where distances
-cannot be compared, where the instance numbers of the two slices are not consecutive. Spacings that vary by more than
-10 % without such a gap are accepted with a warning (ITK then assumes their mean spacing in the NIfTI affine; the
-DICOM SEG references every slice at its own position).
+    SaveDicomSegd(...)                   DICOM SEG referencing the source slices, DICOM input only (io/dicom_seg.py)
 """
 
 from __future__ import annotations

@@ -1,4 +1,14 @@
-"""DICOM series checks: one series of image slices per folder, consistent geometry, no missing slice."""
+"""DICOM series checks: one series of image slices per folder, consistent geometry, no missing slice.
+
+:func:`check_dicom_series` names the folder in every message. It refuses files that are not DICOM, DICOM files that
+are not image slices (a SEG, a report, a multi-frame image), several series in one folder (listed, with the hint to
+pass one), slices whose rows/columns, orientation or pixel spacing differ, two slices at the same position, and
+missing slices. A slice is taken as missing where the distance between neighbouring slices along the slice normal
+exceeds ``max_gap_ratio`` (1.5) times the median distance, or, for a two-slice series where distances cannot be
+compared, where the instance numbers of the two slices are not consecutive. Spacings that vary by more than 10 %
+without such a gap are accepted with a warning (ITK then assumes their mean spacing in the NIfTI affine; the DICOM
+SEG references every slice at its own position).
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Segmentation quality metrics shared by all bundles (EM membranes, cells, CT lesions, nuclei).
+"""The ISBI 2012 EM metrics (pixel and Rand errors); the other overlap scores are in :mod:`.confusion`.
 
 MONAI lacks the two ISBI 2012 EM segmentation challenge metrics that the U-Net paper (Ronneberger et al. 2015,
 Table 1) reports, so they are implemented here:
