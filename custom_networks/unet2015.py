@@ -494,7 +494,7 @@ class UNet2015(nn.Module):
         tile = net.nearest_valid_tile_size(512)  # 508
     """
 
-    __jit_unused_properties__ = ["border"]
+    __jit_unused_properties__ = ["border", "smallest_tile_size", "tile_period"]
 
     def __init__(
         self,
@@ -591,6 +591,20 @@ class UNet2015(nn.Module):
     def border(self) -> int:
         """Pixels lost on each side of every spatial axis (92 for the paper's network, 0 for ``"same"``)."""
         return unet2015_border(self.depth, self.padding)
+
+    @property
+    def smallest_tile_size(self) -> int:
+        """Smallest valid input size along every spatial axis (188 for the paper's network, ``2**depth`` for
+        ``"same"``)."""
+        return _smallest_valid_tile_size(self.depth, _shrink_per_double_conv(self.padding))
+
+    @property
+    def tile_period(self) -> int:
+        """Spacing of the valid input sizes (``2**depth``): they are ``smallest_tile_size + k * tile_period``.
+
+        With :attr:`border` this is the network's tile geometry, which ``transforms.OverlapTileInferer`` reads
+        instead of probing the network (``transforms.declared_tile_geometry``)."""
+        return 1 << self.depth
 
     @torch.jit.unused
     def output_size(self, input_size: Sequence[int] | int) -> tuple[int, ...]:

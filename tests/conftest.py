@@ -2,15 +2,15 @@
 
 import importlib
 import os
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 # one definition of where the real data lives ($MEDSEG_DATA, else ../shared/data): the one users run
-from medseg_tools.data import data_root
+from transforms import data_root
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def saved_epoch(checkpoint: Path) -> int:

@@ -6,11 +6,12 @@ from pathlib import Path
 import jsonschema
 import pytest
 import torch
+from medseg_tools.runner import run_bundle
 from medseg_tools.zoo.checks import ZOO_INFERENCE_IDS, ZOO_TRAIN_IDS
 from monai.bundle import ConfigParser, ConfigWorkflow
 
-from medseg_tools.runner import run_bundle
 from tests.conftest import REPO_ROOT, require_dataset, saved_epoch
+from transforms import BUNDLE_DATASETS  # the real dataset each bundle's default config lists
 
 BUNDLES = sorted(p for p in (REPO_ROOT / "bundles").iterdir() if (p / "configs").is_dir())
 SCHEMA = json.loads((REPO_ROOT / "scripts" / "schemas" / "meta_schema_20240725.json").read_text())
@@ -29,13 +30,6 @@ TRAIN_IDS = [*ZOO_TRAIN_IDS, "amp"]
 INFERENCE_IDS = list(ZOO_INFERENCE_IDS)
 # small networks and few real images per bundle, so that each check runs in seconds on a CPU
 SMOKE_OVERRIDES = json.loads((REPO_ROOT / "tests" / "bundle_smoke_overrides.json").read_text())
-# the real dataset each bundle's default config lists (its datalist is built while initialising)
-BUNDLE_DATASETS = {
-    "unet_em_segmentation": "isbi2012_em",
-    "attention_resunet_cell_segmentation": "phc_usiigaci",
-    "mcsa_unet_nuclei_segmentation": "monuseg2018",
-    "lgnet_covid_ct_segmentation": "covid_medseg",
-}
 
 
 def test_there_are_bundles():

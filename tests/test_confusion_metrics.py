@@ -1,4 +1,4 @@
-"""Per-image confusion-matrix ratios for evaluators (transforms/confusion_metrics.py)."""
+"""Per-image confusion-matrix ratios for evaluators (transforms/metrics/confusion.py)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""CT volume input/output of the LG-Net bundle (``transforms/volumes.py``, ``configs/inference_volume.json``).
+"""CT volume input/output of the LG-Net bundle (``transforms/io/``, ``hounsfield.py``, ``inferers/slices.py``,
+``configs/inference_volume.json``).
 
 Real data: ``volumes/ct_3slice_dicom/ct-3slice`` (a 3-slice CT series, 512x512, slices 1 mm apart, instance numbers
 1-3), ``volumes/monai_testing_data/CT_DICOM`` (4 slices of 16x16: one 202.5 mm away from three contiguous ones),
@@ -31,6 +32,7 @@ from transforms import (
     CheckHounsfieldRanged,
     CTWindow,
     CTWindowd,
+    DataValidationError,
     ResizedSliceNetwork,
     SpatialDimsDispatchd,
     SpatialDimsDispatchInferer,
@@ -44,7 +46,6 @@ from transforms import (
     volume_name_formatter,
     write_dicom_seg,
 )
-from transforms.datalist import DataValidationError
 
 BUNDLE = "lgnet_covid_ct_segmentation"
 CONFIG = "inference_volume.json"
@@ -112,7 +113,7 @@ def test_real_series_with_a_202_mm_gap_is_refused_or_accepted_with_a_warning(une
     assert str(uneven_series) in message
     assert "202.500 mm" in message and "instance numbers jump from 18 to 180" in message
     assert "on_slice_gap" in message
-    with caplog.at_level(logging.WARNING, logger="transforms.volumes"):
+    with caplog.at_level(logging.WARNING, logger="transforms.io.dicom"):
         info = check_dicom_series(uneven_series, on_slice_gap="warn")
     assert info.num_slices == 4 and len(info.warnings) == 1
     assert "202.500 mm" in caplog.text
@@ -123,7 +124,7 @@ def test_uneven_but_complete_spacing_is_accepted_with_a_warning(ct_series, tmp_p
     dataset = pydicom.dcmread(uneven / "03.dcm")
     dataset.ImagePositionPatient = [-235.199997, -226.800003, -129.090002]  # spacings 1.4 and 1.0 mm
     dataset.save_as(uneven / "03.dcm")
-    with caplog.at_level(logging.WARNING, logger="transforms.volumes"):
+    with caplog.at_level(logging.WARNING, logger="transforms.io.dicom"):
         info = check_dicom_series(uneven)
     np.testing.assert_allclose(info.slice_spacings, [1.4, 1.0], atol=1e-5)
     assert len(info.warnings) == 1 and info.warnings[0].startswith("uneven slice spacing")
@@ -233,7 +234,7 @@ def test_check_transform_errors_or_warns_naming_the_file(caplog):
         CheckHounsfieldRange()(volume)
     message = str(error.value)
     assert "/data/scan.nii.gz" in message and "stored as uint8" in message and "--intensity_mode minmax" in message
-    with caplog.at_level(logging.WARNING, logger="transforms.volumes"):
+    with caplog.at_level(logging.WARNING, logger="transforms.hounsfield"):
         out = CheckHounsfieldRanged("image", on_non_ct="warn")({"image": volume})
     assert out["image"] is volume and "/data/scan.nii.gz" in caplog.text
     hu = named(np.array([-1000.0, 300.0]))
@@ -252,7 +253,7 @@ def test_ct_window_maps_the_hu_window_to_unit_range_and_handles_non_hu_volumes(c
     with pytest.raises(DataValidationError, match=r"/data/pitch.nii.gz does not look like a CT volume"):
         CTWindow()(eight_bit)
     np.testing.assert_allclose(CTWindow(intensity_mode="minmax")(eight_bit), [0.0, 0.25, 1.0])
-    with caplog.at_level(logging.WARNING, logger="transforms.volumes"):
+    with caplog.at_level(logging.WARNING, logger="transforms.hounsfield"):
         np.testing.assert_allclose(CTWindow(on_non_ct="rescale")(eight_bit), [0.0, 0.25, 1.0])
         np.testing.assert_allclose(CTWindow(on_non_ct="warn")(eight_bit), [1.0, 1.0, 1.0])  # all above 0 HU
     assert "min-max scaling for this volume" in caplog.text and "Windowing it anyway" in caplog.text

@@ -10,7 +10,7 @@ from PIL import Image
 
 from tests.conftest import require_dataset
 from transforms import DataValidationError as ExportedError
-from transforms.datalist import (
+from transforms import (
     LAYOUTS,
     DataValidationError,
     DatasetLayout,
@@ -60,7 +60,7 @@ def test_real_isbi_folder_validates(isbi_dir, caplog):
     assert [item["id"] for item in datalist] == list(range(24))
     assert datalist[10]["image"] == str(isbi_dir / "image" / "10.png")
     assert datalist[10]["label"] == str(isbi_dir / "label" / "10.png")
-    with caplog.at_level(logging.INFO, logger="transforms.datalist"):
+    with caplog.at_level(logging.INFO, logger="transforms.data.validation"):
         assert validate_datalist(datalist, **ISBI_CHECKS) is datalist
     assert "24 item(s)" in caplog.text and "512x512 (24)" in caplog.text
     summary = check_datalist(datalist, **ISBI_CHECKS)
@@ -327,7 +327,7 @@ def test_read_image_array_png_modes(tmp_path):
 
 
 def test_folder_datalist_all_means_whole_folder(isbi_dir):
-    from transforms.datalist import folder_datalist
+    from transforms import folder_datalist
 
     assert folder_datalist(isbi_dir, "isbi", ids="all") == folder_datalist(isbi_dir, "isbi", ids=None)
     with pytest.raises(ValueError, match="'all'"):

@@ -16,6 +16,7 @@ from transforms.inferers import (
     SplitUncertaintyd,
     TestTimeAugmentationInferer,
     TileGeometry,
+    declared_tile_geometry,
     estimate_activation_bytes,
     meta_copy_state,
     probe_tile_geometry,
@@ -455,3 +456,12 @@ def test_meta_copy_state_runs_forward_and_backward_without_touching_the_network(
     output.sum().backward()  # reaches the meta weights: no memory, no arithmetic
     assert all(torch.equal(before[name], tensor) for name, tensor in network.state_dict().items())
     assert network[0].weight.grad is None
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"padding": "same"}, {"features": (8, 16, 32)}])
+def test_declared_geometry_of_unet2015_matches_the_probe(kwargs):
+    network = UNet2015(**kwargs)
+    declared = declared_tile_geometry(network, 2)
+    probed = probe_tile_geometry(network, 1, 2)
+    assert (declared.border, declared.smallest, declared.period) == (probed.border, probed.smallest, probed.period)
+    assert declared_tile_geometry(torch.nn.Conv2d(1, 1, 3), 2) is None  # cannot tell: probed instead

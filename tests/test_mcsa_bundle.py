@@ -22,8 +22,7 @@ from PIL import Image
 from medseg_tools import reproduce
 from medseg_tools.runner import bundle_dir, run_bundle
 from tests.conftest import REPO_ROOT, require_dataset
-from transforms import EnsureChannels, nuclei_instances
-from transforms.datalist import DataValidationError, folder_datalist, validate_datalist
+from transforms import DataValidationError, EnsureChannels, folder_datalist, nuclei_instances, validate_datalist
 
 BUNDLE = "mcsa_unet_nuclei_segmentation"
 ROOT = bundle_dir(BUNDLE)

@@ -267,7 +267,7 @@ def test_metric_classes_aggregate_over_batch():
 
 
 def test_per_image_metrics_share_aggregate():
-    from transforms.confusion_metrics import ConfusionScoreMetric
+    from transforms.metrics import ConfusionScoreMetric
 
     y_pred = torch.stack([one_hot_2d(TWO_CELLS), one_hot_2d(ALL_FOREGROUND)])
     y = torch.stack([one_hot_2d(TWO_CELLS), one_hot_2d(TWO_CELLS)])

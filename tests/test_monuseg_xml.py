@@ -14,7 +14,7 @@ from PIL import Image
 import medseg_tools.data as prepare_data
 from medseg_tools.data.monuseg import convert_monuseg_xml, rasterize_monuseg_xml, read_monuseg_polygons
 from tests.conftest import require_dataset
-from transforms.datalist import DataValidationError
+from transforms import DataValidationError
 
 XML_HEADER = '<Annotations MicronsPerPixel="0.252700"><Annotation Id="1"><Regions>'
 XML_FOOTER = "</Regions></Annotation></Annotations>"

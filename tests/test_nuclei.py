@@ -1,4 +1,4 @@
-"""Nuclei instance post-processing and the AJI / object-F1 metrics (transforms/nuclei.py)."""
+"""Nuclei instance post-processing and the AJI / object-F1 metrics (transforms/nuclei.py, metrics/nuclei.py)."""
 
 import time
 import xml.etree.ElementTree as ElementTree

@@ -172,7 +172,7 @@ def test_package_layout(packages, bundle):
     missing = [name for name in pb.REQUIRED_FILES if not (package / name).is_file()]
     assert not missing
     assert (package / "scripts" / "custom_networks" / "__init__.py").is_file()
-    assert (package / "scripts" / "transforms" / "datalist.py").is_file()
+    assert (package / "scripts" / "transforms" / "data" / "datalists.py").is_file()
     assert not (package / "configs" / "reproduce").exists()
     assert (package / "LICENSE").read_bytes() == (REPO_ROOT / "bundles" / bundle / "LICENSE").read_bytes()
 

@@ -1,4 +1,4 @@
-"""Sliding-window training patches (transforms/patches.py) and output folders (transforms/outputs.py)."""
+"""Sliding-window training patches (transforms/data/patches.py) and output folders (transforms/data/outputs.py)."""
 
 from __future__ import annotations
 

@@ -9,14 +9,14 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
+import medseg_tools.data as prepare_data
 import numpy as np
 import pytest
 import tifffile
+from medseg_tools.data import registry
 from PIL import Image
 
-import medseg_tools.data as prepare_data
-from medseg_tools.data import registry
-from transforms.datalist import DataValidationError, folder_datalist, read_image_array
+from transforms import DataValidationError, folder_datalist, read_image_array
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = REPO_ROOT / "scripts" / "prepare_data.py"

@@ -1,4 +1,4 @@
-"""Inf-Net's threshold-averaged Dice (transforms/threshold_metrics.py) against hand computations."""
+"""Inf-Net's threshold-averaged Dice (transforms/metrics/threshold.py) against hand computations."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Tests for transforms.weight_map: instances, separation borders and the U-Net weight map (eq. 2)."""
+"""Tests for transforms/instances.py and weight_map.py: instances, separation borders, the U-Net weight map (eq. 2)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from PIL import Image
 from scipy import ndimage
 
 from monai.data import MetaTensor
-from transforms.weight_map import (
+from transforms import (
     BorderWeightMap,
     BorderWeightMapd,
     InstancesFromBinary,

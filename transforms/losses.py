@@ -26,7 +26,7 @@ class WeightedCrossEntropyLoss(_Loss):
 
     (the paper writes the energy without the minus sign; minimising ``-sum w log p`` is what it trains).
     ``a_k(x)`` are the logits, ``l(x)`` the true class of pixel ``x`` and ``w(x)`` the weight map, for
-    example from :py:class:`transforms.weight_map.BorderWeightMap`.
+    example from :py:class:`transforms.BorderWeightMap`.
 
     Reductions over the per-pixel losses ``w(x) * ce(x)``, where pixels whose target is ``ignore_index``
     count as absent (loss 0, weight 0):

@@ -17,7 +17,8 @@ import medseg_tools.data as prepare_data
 from medseg_tools.paths import REPO_ROOT
 from medseg_tools.runner import run_bundle
 from medseg_tools.scoring import score_folder, write_report
-from transforms.datalist import folder_datalist
+
+from transforms import folder_datalist
 
 BUNDLE = "unet_em_segmentation"
 logger = logging.getLogger("demo")
@@ -100,4 +101,3 @@ def main(
     print(table)
     print(f"masks and probability maps: {predictions}\noverlays: {work / 'overlays'}\nmetrics: {work / 'metrics.md'}")
     return str(work / "metrics.md")
-

@@ -16,10 +16,9 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-
 from medseg_tools.visualize import save_overlay
-from transforms import InstancesToForegroundWithBorders, common_input_root
-from transforms.datalist import folder_datalist, read_image_array
+
+from transforms import InstancesToForegroundWithBorders, common_input_root, folder_datalist, read_image_array
 from transforms.metrics import confusion_scores, dice_score, iou_score, pixel_error, rand_error
 
 METRICS = ("dice", "iou", "pixel_error", "rand_error")
@@ -95,8 +94,12 @@ def score_folder(
         rows[-1].update({name: scores[name] for name in METRICS})
         if overlay_dir is not None:
             Path(overlay_dir).mkdir(parents=True, exist_ok=True)
-            save_overlay(Path(overlay_dir) / f"{rows[-1]['image']}_overlay.png", read_image_array(item["image"]),
-                         prediction, truth)
+            save_overlay(
+                Path(overlay_dir) / f"{rows[-1]['image']}_overlay.png",
+                read_image_array(item["image"]),
+                prediction,
+                truth,
+            )
         prob_path = prediction_path(prediction_dir, item["image"], input_root, "prob")
         if sweep_thresholds and prob_path.is_file():
             probabilities.append(read_image_array(prob_path).astype(np.float32) / 65535.0)
@@ -104,9 +107,7 @@ def score_folder(
     mean = {name: float(np.mean([row[name] for row in rows])) for name in METRICS}
     best = None
     if probabilities and len(probabilities) == len(rows):
-        per_threshold = {
-            t: [segmentation_scores(p > t, y) for p, y in zip(probabilities, truths)] for t in THRESHOLDS
-        }
+        per_threshold = {t: [segmentation_scores(p > t, y) for p, y in zip(probabilities, truths)] for t in THRESHOLDS}
         best = {}
         for name in METRICS:
             by_threshold = {t: float(np.mean([scores[name] for scores in per_threshold[t]])) for t in THRESHOLDS}
@@ -130,15 +131,24 @@ def write_report(scores: dict, out_dir: str | Path, title: str) -> str:
         lines.append(f"| {row['image']} | " + " | ".join(f"{row[name]:.4f}" for name in METRICS) + " |")
     if scores.get("best_threshold"):
         lines += ["", "Best probability threshold per metric (ISBI 2012 challenge protocol):", ""]
-        lines += [f"- {name}: {value:.4f} at threshold {threshold:.1f}"
-                  for name, (threshold, value) in scores["best_threshold"].items()]
+        lines += [
+            f"- {name}: {value:.4f} at threshold {threshold:.1f}"
+            for name, (threshold, value) in scores["best_threshold"].items()
+        ]
     report = "\n".join(lines) + "\n"
     (out_dir / "metrics.md").write_text(report)
     return report
 
 
-def main(prediction_dir: str, dataset_dir: str, layout: str = "isbi", ids=None, out_dir: str | None = None,
-         title: str = "Scores", label_kind: str = "auto") -> str:
+def main(
+    prediction_dir: str,
+    dataset_dir: str,
+    layout: str = "isbi",
+    ids=None,
+    out_dir: str | None = None,
+    title: str = "Scores",
+    label_kind: str = "auto",
+) -> str:
     out = Path(out_dir) if out_dir else Path(prediction_dir)
     scores = score_folder(prediction_dir, dataset_dir, layout, ids, overlay_dir=out / "overlays", label_kind=label_kind)
     report = write_report(scores, out, title)

@@ -38,7 +38,6 @@ from medseg_tools.benchmark.cases.lgnet_memory import (
     lgnet_training_step_memory,
 )
 from medseg_tools.benchmark.cases.unet2015 import PAPER_FEATURES, unet2015
-
 from medseg_tools.benchmark.cases.unet2015_baseline import (
     NaiveUNet,
     copy_unet2015_weights,

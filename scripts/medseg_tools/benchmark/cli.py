@@ -7,7 +7,6 @@ from collections.abc import Callable
 from typing import Any
 
 import fire
-
 from medseg_tools.benchmark import BENCHMARKS, list_benchmarks
 
 

@@ -96,14 +96,25 @@ def _attention_resunet_report(results: dict[str, Any]) -> str:
         if not timings:
             continue
         if kind == "training":
-            lines += ["", f"Training step (forward, BCE, backward, Adam) on {settings['train_batch_size']} "
-                          f"patches of {settings['roi_size']} px:"]
+            lines += [
+                "",
+                f"Training step (forward, BCE, backward, Adam) on {settings['train_batch_size']} "
+                f"patches of {settings['roi_size']} px:",
+            ]
         rows = []
         for name, summary in timings.items():
             ratio = results[f"{kind}_ratios"][name]
-            rows.append([name, f"{results['parameters'][name] / 1e6:.2f}", f"{summary['median_s']:.3f}",
-                         f"{summary['gflop']:.2f}", f"{summary['gflops_at_median']:.2f}",
-                         f"{ratio['time_ratio_vs_reference']:.2f}", f"{ratio['throughput_ratio_vs_reference']:.2f}"])
+            rows.append(
+                [
+                    name,
+                    f"{results['parameters'][name] / 1e6:.2f}",
+                    f"{summary['median_s']:.3f}",
+                    f"{summary['gflop']:.2f}",
+                    f"{summary['gflops_at_median']:.2f}",
+                    f"{ratio['time_ratio_vs_reference']:.2f}",
+                    f"{ratio['throughput_ratio_vs_reference']:.2f}",
+                ]
+            )
         lines.append(format_table(rows, header))
     lines.append("")
     for name, target in results["targets"].items():

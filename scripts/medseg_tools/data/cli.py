@@ -12,7 +12,8 @@ from medseg_tools.data.convert import convert_isbi, convert_usiigaci
 from medseg_tools.data.monuseg import convert_monuseg_xml
 from medseg_tools.data.registry import data_dir, download, fetch, link_or_copy, validate
 from medseg_tools.data.sources import DownloadError
-from transforms.datalist import DataValidationError
+
+from transforms import DataValidationError
 
 # ----------------------------------------------------------------------------------------------------------
 # CLI

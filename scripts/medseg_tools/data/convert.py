@@ -8,9 +8,9 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-
 from medseg_tools.data.sources import USIIGACI_MEMBER
-from transforms.datalist import DataValidationError
+
+from transforms import DataValidationError
 
 logger = logging.getLogger("prepare_data")
 

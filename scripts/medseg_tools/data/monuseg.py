@@ -9,9 +9,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-
 from medseg_tools.data.convert import _save_png
-from transforms.datalist import DataValidationError
+
+from transforms import DataValidationError
 
 logger = logging.getLogger("prepare_data")
 
@@ -68,9 +68,7 @@ def _read_monuseg_regions(xml_path: Path, skip_degenerate: bool) -> list[tuple[s
             continue
         polygons.append((region_id, vertices))
     if not polygons:
-        raise DataValidationError(
-            f"{xml_path}: none of its {len(regions)} regions is a polygon of 3 or more vertices."
-        )
+        raise DataValidationError(f"{xml_path}: none of its {len(regions)} regions is a polygon of 3 or more vertices.")
     return polygons
 
 

@@ -8,7 +8,6 @@ import shutil
 import tempfile
 import zipfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from medseg_tools.data.convert import convert_isbi, convert_usiigaci
@@ -20,49 +19,27 @@ from medseg_tools.data.sources import (
     RemoteFile,
     download_file,
 )
-from medseg_tools.paths import REPO_ROOT
-from transforms.datalist import check_datalist, folder_datalist, get_layout
+
+from transforms import DATA_ENV_VAR
+from transforms import DATASET_ALIASES as ALIASES
+from transforms import DATASETS, DatasetSpec, check_datalist
+from transforms import data_root as _data_root
+from transforms import dataset_spec, folder_datalist, get_layout
 
 logger = logging.getLogger("prepare_data")
-
-DATA_ENV_VAR = "MEDSEG_DATA"
-
-
-@dataclass(frozen=True)
-class DatasetInfo:
-    """How a dataset is laid out, checked and obtained.
-
-    Args:
-        folder: folder name under ``$MEDSEG_DATA``.
-        layout: :data:`transforms.datalist.LAYOUTS` key.
-        checks: keyword arguments of :func:`transforms.datalist.validate_datalist` for this dataset.
-        downloader: ``downloader(dest, work_dir)`` fills the folder ``dest``, keeping downloads in ``work_dir``;
-            None when no download is implemented.
-        description: one line for messages.
-    """
-
-    folder: str
-    layout: str
-    checks: dict = field(default_factory=dict)
-    downloader: Callable[[Path, Path], None] | None = None
-    description: str = ""
-
 
 # ----------------------------------------------------------------------------------------------------------
 # Local copies
 
 
 def data_root() -> Path:
-    """Folder of the local dataset copies: ``$MEDSEG_DATA``, else ``<repo>/../shared/data``."""
-    return Path(os.environ.get(DATA_ENV_VAR, REPO_ROOT.parent / "shared" / "data")).expanduser().resolve()
+    """Folder of the local dataset copies: ``$MEDSEG_DATA``, else ``<repo>/../shared/data`` (the registry's rule)."""
+    return _data_root()
 
 
-def dataset_info(dataset: str) -> DatasetInfo:
-    """The :data:`DATASETS` entry of a name or alias (``isbi`` = ``isbi2012_em``, ``phc`` = ``phc_usiigaci``)."""
-    name = ALIASES.get(dataset, dataset)
-    if name not in DATASETS:
-        raise ValueError(f"unknown dataset {dataset!r}; known: {sorted(DATASETS)} (aliases {ALIASES}).")
-    return DATASETS[name]
+def dataset_info(dataset: str) -> DatasetSpec:
+    """The registry's entry of a name or alias (``isbi`` = ``isbi2012_em``, ``phc`` = ``phc_usiigaci``)."""
+    return dataset_spec(dataset)
 
 
 def data_dir(dataset: str, must_exist: bool = True) -> Path:
@@ -185,7 +162,8 @@ def download(dataset: str, dest: str | os.PathLike) -> Path:
         FileExistsError: ``dest`` already exists.
     """
     info = DATASETS.get(ALIASES.get(dataset, dataset))
-    if info is None or info.downloader is None:
+    downloader = DOWNLOADERS.get(info.name) if info is not None else None
+    if downloader is None:
         raise DownloadError(
             f"no download implemented for {dataset!r} (available: {sorted(DATASETS)}); put a copy of the dataset "
             f"folder in ${DATA_ENV_VAR} (now {data_root()}) and use `fetch`."
@@ -197,7 +175,7 @@ def download(dataset: str, dest: str | os.PathLike) -> Path:
     logger.info("downloading %s: %s", dataset, info.description)
     staging = Path(tempfile.mkdtemp(prefix=f".{dest_path.name}-", dir=dest_path.parent))
     try:
-        info.downloader(staging / "dataset", staging / "downloads")
+        downloader(staging / "dataset", staging / "downloads")
         check_datalist(folder_datalist(staging / "dataset", info.layout), **info.checks)
         (staging / "dataset").rename(dest_path)
     finally:
@@ -220,7 +198,7 @@ def validate(
         layout: layout name (``isbi``, ``phc``, ...); also selects the default checks of the matching
             dataset in :data:`DATASETS` (e.g. labels in {0, 255} for ISBI, instance ids for phc).
         ids: only these ids.
-        checks: overrides of :func:`transforms.datalist.validate_datalist` arguments, e.g.
+        checks: overrides of :func:`transforms.validate_datalist` arguments, e.g.
             ``--label_kind=None`` or ``--image_channels=3``.
 
     Raises:
@@ -235,35 +213,12 @@ def validate(
     return text
 
 
-DATASETS: dict[str, DatasetInfo] = {
-    "isbi2012_em": DatasetInfo(
-        folder="isbi2012_em",
-        layout="isbi",
-        checks={"image_channels": 1, "label_values": (0, 255), "label_kind": "binary"},
-        downloader=_download_isbi,
-        description="ISBI 2012 EM segmentation challenge training set (30 slices 512x512)",
-    ),
-    "phc_usiigaci": DatasetInfo(
-        folder="phc_usiigaci",
-        layout="phc",
-        checks={"image_channels": 1, "label_kind": "instances"},
-        downloader=_download_usiigaci,
-        description="Usiigaci phase-contrast cells, 50 annotated 16-bit frames with instance ids",
-    ),
-    # The two below are distributed through Google Drive links behind the challenge / paper pages
-    # (https://monuseg.grand-challenge.org/Data/, https://github.com/DengPingFan/Inf-Net), which need a browser:
-    # no download is implemented; `fetch` links a local copy.
-    "monuseg2018": DatasetInfo(
-        folder="monuseg2018",
-        layout="monuseg",
-        checks={"image_channels": 3, "label_channels": [1, 2, 3, 4], "label_kind": "binary"},
-        description="MoNuSeg 2018 H&E tiles 1000x1000 RGB with nucleus masks (30 training images)",
-    ),
-    "covid_medseg": DatasetInfo(
-        folder="covid_medseg",
-        layout="covid",
-        checks={"image_channels": 1, "label_values": (0, 255), "label_kind": "binary"},
-        description="MedSeg COVID-19 CT slices of the Inf-Net split (50 training slices, 8-bit)",
-    ),
+# The datasets themselves (folder, layout, checks, description) are the registry's, ``transforms.DATASETS``; this
+# adds how to obtain them. MoNuSeg 2018 and the MedSeg COVID slices are distributed through Google Drive links behind
+# the challenge / paper pages (https://monuseg.grand-challenge.org/Data/, https://github.com/DengPingFan/Inf-Net),
+# which need a browser: no download is implemented for them; `fetch` links a local copy.
+#: dataset name -> ``downloader(dest, work_dir)``, which fills the folder ``dest`` keeping downloads in ``work_dir``
+DOWNLOADERS: dict[str, Callable[[Path, Path], None]] = {
+    "isbi2012_em": _download_isbi,
+    "phc_usiigaci": _download_usiigaci,
 }
-ALIASES = {"isbi": "isbi2012_em", "phc": "phc_usiigaci", "monuseg": "monuseg2018", "covid": "covid_medseg"}

@@ -11,13 +11,8 @@ from typing import Any
 from medseg_tools.bundles import bundle_names
 from medseg_tools.monailabel.environment import DEFAULT_WORK_DIR
 
-#: the real dataset each bundle's demo studies come from
-BUNDLE_DATASETS = {
-    "unet_em_segmentation": "isbi2012_em",
-    "attention_resunet_cell_segmentation": "phc_usiigaci",
-    "mcsa_unet_nuclei_segmentation": "monuseg2018",
-    "lgnet_covid_ct_segmentation": "covid_medseg",
-}
+from transforms import BUNDLE_DATASETS, data_root
+
 #: the real CT series the LG-Net bundle's demo studies get as a NIfTI volume (relative to the data folder)
 CT_SERIES = Path("volumes") / "ct_3slice_dicom" / "ct-3slice"
 
@@ -50,7 +45,7 @@ def write_nifti_volume(series: str | os.PathLike, path: str | os.PathLike) -> Pa
     import nibabel as nib
     import numpy as np
 
-    from transforms.volumes import load_ct_volume
+    from transforms import load_ct_volume
 
     volume = load_ct_volume(series)
     values = volume[0].numpy()
@@ -99,7 +94,6 @@ def demo_studies(
     if int(crop) < 0:
         raise ValueError(f"crop must be a side in pixels, or 0 for whole images; got {crop}.")
     write_labels = len(names) == 1 if labels is None else bool(labels)
-    from medseg_tools.data import data_root
 
     root = Path(data).expanduser().resolve() if data else data_root()
     studies = Path(studies_dir).resolve()
@@ -147,6 +141,6 @@ def _dataset_items(bundle: str, dataset: Path, count: int, crop: int) -> list[tu
 
 def _natural_key(name: str) -> tuple:
     """Natural order (``set2`` before ``set10``), the order the datasets' ids are listed in."""
-    from transforms.datalist import natural_sort_key
+    from transforms import natural_sort_key
 
     return natural_sort_key(name)

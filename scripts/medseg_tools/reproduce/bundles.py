@@ -15,11 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from monai.bundle import ConfigParser
-from tqdm.auto import tqdm
-
 from medseg_tools.paths import REPO_ROOT
 from medseg_tools.runner import bundle_dir, bundle_env, output_tail
+from monai.bundle import ConfigParser
+from tqdm.auto import tqdm
 
 logger = logging.getLogger("reproduce")
 

@@ -7,7 +7,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
-
 from medseg_tools.reproduce.samples import display_view, mask_path, read_mask
 from medseg_tools.reproduce.spec import ReproductionSpec, describe_budget
 from medseg_tools.scoring import segmentation_scores
@@ -114,12 +113,18 @@ def plot_metrics_bar(spec: ReproductionSpec, results: Mapping, path: Path) -> No
         positions, labels = [], []
         for index, row in enumerate(rows):
             value = row["metrics"].get(metric, float("nan"))
-            axis.bar(index, 0 if math.isnan(value) else value, width=0.4, color=colours(index % 10),
-                     label=row["name"])
+            axis.bar(index, 0 if math.isnan(value) else value, width=0.4, color=colours(index % 10), label=row["name"])
             paper_value = spec.paper.get(row["name"], {}).get(metric)
             if paper_value is not None:
-                axis.bar(index + 0.4, paper_value, width=0.4, color=colours(index % 10), alpha=0.45, hatch="//",
-                         edgecolor="black")
+                axis.bar(
+                    index + 0.4,
+                    paper_value,
+                    width=0.4,
+                    color=colours(index % 10),
+                    alpha=0.45,
+                    hatch="//",
+                    edgecolor="black",
+                )
             positions.append(index + 0.2)
             labels.append(row["name"])
         names = {row["name"] for row in rows}

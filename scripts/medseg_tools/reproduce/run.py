@@ -15,9 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from monai.bundle import ConfigParser
-from tqdm.auto import tqdm
-
 from medseg_tools.paths import in_repo
 from medseg_tools.reproduce.baselines import TRAINING_FREE
 from medseg_tools.reproduce.bundles import (
@@ -39,16 +36,18 @@ from medseg_tools.reproduce.report import (
 from medseg_tools.reproduce.samples import mask_path, score_mask, validation_samples, write_mask
 from medseg_tools.reproduce.spec import ReproductionSpec, Variant, check_budget, load_spec
 from medseg_tools.runner import bundle_command
+from monai.bundle import ConfigParser
+from tqdm.auto import tqdm
 
 logger = logging.getLogger("reproduce")
 
 DONE_MARKER = "done.json"
 
 
-def reproduction_command(bundle: str, spec: str, out_dir: Path, seed: int, epochs, minutes, variants, overrides,
-                         n_overlay: int) -> str:
-    command = ["python", "scripts/reproduce.py", str(bundle), str(spec), "--out_dir", str(out_dir),
-               "--seed", str(seed)]
+def reproduction_command(
+    bundle: str, spec: str, out_dir: Path, seed: int, epochs, minutes, variants, overrides, n_overlay: int
+) -> str:
+    command = ["python", "scripts/reproduce.py", str(bundle), str(spec), "--out_dir", str(out_dir), "--seed", str(seed)]
     if epochs is not None:
         command += ["--epochs", str(epochs)]
     if minutes is not None:
@@ -66,8 +65,16 @@ def _fingerprint(payload: Mapping) -> str:
     return hashlib.sha256(json.dumps(_plain(payload), sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def training_overrides(spec: ReproductionSpec, variant: Variant, workdir: Path, seed: int, budget: Mapping,
-                       common: Mapping, resume: bool, parser: ConfigParser) -> dict:
+def training_overrides(
+    spec: ReproductionSpec,
+    variant: Variant,
+    workdir: Path,
+    seed: int,
+    budget: Mapping,
+    common: Mapping,
+    resume: bool,
+    parser: ConfigParser,
+) -> dict:
     """Overrides of a variant's training run: its folders, the split, the seed and the budget."""
     overrides = {
         **common,
@@ -98,12 +105,23 @@ def check_overrides(parser: ConfigParser, variant: Variant, overrides: Mapping) 
     """Raises ``ValueError`` for overrides whose parent id is not in the training config (e.g. a typo)."""
     stray = [key for key in overrides if not _parent_exists(parser, key)]
     if stray:
-        raise ValueError(f"variant {variant.name!r}: override(s) {stray} name ids whose parent is not in the "
-                         "bundle's training config.")
+        raise ValueError(
+            f"variant {variant.name!r}: override(s) {stray} name ids whose parent is not in the "
+            "bundle's training config."
+        )
 
 
-def run_trained_variant(bundle: str, spec: ReproductionSpec, variant: Variant, workdir: Path, seed: int,
-                        budget: Mapping, common: Mapping, resume: bool, input_images: Sequence[str]) -> dict:
+def run_trained_variant(
+    bundle: str,
+    spec: ReproductionSpec,
+    variant: Variant,
+    workdir: Path,
+    seed: int,
+    budget: Mapping,
+    common: Mapping,
+    resume: bool,
+    input_images: Sequence[str],
+) -> dict:
     """Trains, evaluates and segments the validation images with one variant; returns its record."""
     log = workdir / "bundle.log"
     train_configs = [*spec.configs, *variant.configs]
@@ -125,13 +143,16 @@ def run_trained_variant(bundle: str, spec: ReproductionSpec, variant: Variant, w
     infer_overrides = applicable_overrides(infer_parser, {**common, **variant.overrides, **variant.inference_overrides})
     if "seed" in infer_parser:
         infer_overrides["seed"] = seed
-    infer_overrides.update({
-        spec.image_id: list(input_images),
-        spec.checkpoint_id: workdir / "models" / "model.pt",
-        "output_dir": workdir / "predictions",
-    })
-    run_logged(bundle_command(bundle, spec.inference_configs, None, infer_overrides), log,
-               f"{variant.name}: segment", False)
+    infer_overrides.update(
+        {
+            spec.image_id: list(input_images),
+            spec.checkpoint_id: workdir / "models" / "model.pt",
+            "output_dir": workdir / "predictions",
+        }
+    )
+    run_logged(
+        bundle_command(bundle, spec.inference_configs, None, infer_overrides), log, f"{variant.name}: segment", False
+    )
 
     key_metric = spec.key_metric or spec.metrics[0]
     curves = read_training_curves(workdir / "runs", log, spec.loss_tag, key_metric)
@@ -146,8 +167,9 @@ def run_trained_variant(bundle: str, spec: ReproductionSpec, variant: Variant, w
     }
 
 
-def run_training_free_variant(spec: ReproductionSpec, variant: Variant, workdir: Path,
-                              samples: Sequence[Mapping]) -> dict:
+def run_training_free_variant(
+    spec: ReproductionSpec, variant: Variant, workdir: Path, samples: Sequence[Mapping]
+) -> dict:
     """Segments the preprocessed validation images with a :data:`TRAINING_FREE` method and scores them."""
     method = TRAINING_FREE[variant.training_free]
     predictions = workdir / "predictions"
@@ -204,8 +226,11 @@ def reproduce(
     loaded = load_spec(bundle, spec)
     # --overrides win over the spec, so a quick check can shrink the split; results.md shows the one used
     loaded.split = {**loaded.split, **{key: common.pop(key) for key in list(loaded.split) if key in common}}
-    budget = check_budget({"epochs": epochs, "minutes": minutes}, "--epochs/--minutes") if (
-        epochs is not None or minutes is not None) else loaded.budget
+    budget = (
+        check_budget({"epochs": epochs, "minutes": minutes}, "--epochs/--minutes")
+        if (epochs is not None or minutes is not None)
+        else loaded.budget
+    )
     chosen = loaded.variants
     if variants:
         unknown = sorted(set(variants) - {v.name for v in loaded.variants})
@@ -215,8 +240,7 @@ def reproduce(
     out = in_repo(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     np.random.seed(seed)
-    command = reproduction_command(bundle, spec, Path(out_dir), seed, epochs, minutes, variants, overrides,
-                                   n_overlay)
+    command = reproduction_command(bundle, spec, Path(out_dir), seed, epochs, minutes, variants, overrides, n_overlay)
 
     eval_parser = load_parser(bundle, [*loaded.configs, *loaded.evaluate_configs], {**common, **loaded.split})
     samples = validation_samples(eval_parser, loaded.datalist_id, loaded.preprocessing_id)
@@ -228,15 +252,24 @@ def reproduce(
         progress.set_postfix_str(variant.name)
         workdir = out / "variants" / variant.slug
         marker = workdir / DONE_MARKER
-        fingerprint = _fingerprint({
-            "variant": asdict(variant), "budget": budget, "split": loaded.split, "seed": seed, "common": common,
-            "configs": loaded.configs, "metrics": loaded.metrics,
-        })
+        fingerprint = _fingerprint(
+            {
+                "variant": asdict(variant),
+                "budget": budget,
+                "split": loaded.split,
+                "seed": seed,
+                "common": common,
+                "configs": loaded.configs,
+                "metrics": loaded.metrics,
+            }
+        )
         if resume and marker.is_file():
             record = json.loads(marker.read_text())
             if record.get("fingerprint") != fingerprint:
-                raise ValueError(f"variant {variant.name!r} in {workdir} was run with other settings; "
-                                 "run without --resume (or with another --out_dir) to start afresh.")
+                raise ValueError(
+                    f"variant {variant.name!r} in {workdir} was run with other settings; "
+                    "run without --resume (or with another --out_dir) to start afresh."
+                )
             logger.info("variant %s: finished earlier, skipped", variant.name)
             records.append({**record, "skipped": True})
             continue
@@ -247,8 +280,7 @@ def reproduce(
         if variant.training_free:
             outcome = run_training_free_variant(loaded, variant, workdir, samples)
         else:
-            outcome = run_trained_variant(bundle, loaded, variant, workdir, seed, budget, common, resume,
-                                          input_images)
+            outcome = run_trained_variant(bundle, loaded, variant, workdir, seed, budget, common, resume, input_images)
         record = {
             "name": variant.name,
             "training_free": variant.training_free,

@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from medseg_tools.scoring import prediction_path, segmentation_scores
 from monai.bundle import ConfigParser
 
-from medseg_tools.scoring import prediction_path, segmentation_scores
 from transforms import common_input_root
 
 #: metric names of the bundles (``metrics.csv``) and the function of ``segmentation_scores`` that computes them
@@ -58,8 +58,12 @@ def validation_samples(parser: ConfigParser, datalist_id: str, preprocessing_id:
         label = _to_numpy(data["label"])
         truth = label[0] > 0 if label.shape[0] == 1 else label.argmax(axis=0) > 0
         samples.append(
-            {"id": item.get("id", index), "image_path": os.path.abspath(item["image"]),
-             "image": _to_numpy(data["image"]), "truth": truth}
+            {
+                "id": item.get("id", index),
+                "image_path": os.path.abspath(item["image"]),
+                "image": _to_numpy(data["image"]),
+                "truth": truth,
+            }
         )
     if not samples:
         raise ValueError(f"the validation split ({datalist_id}) is empty.")

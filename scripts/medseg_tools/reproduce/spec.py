@@ -174,6 +174,8 @@ def describe_budget(budget: Mapping) -> str:
         parts.append(f"{budget['epochs']} epoch(s)")
     if "minutes" in budget:
         parts.append(f"{budget['minutes']:g} min of wall time")
-    return " or ".join(parts) + " per variant, whichever ends first" if len(parts) > 1 else (
-        f"{parts[0]} per variant" if parts else "the bundle's own number of epochs per variant"
+    return (
+        " or ".join(parts) + " per variant, whichever ends first"
+        if len(parts) > 1
+        else (f"{parts[0]} per variant" if parts else "the bundle's own number of epochs per variant")
     )

@@ -13,9 +13,6 @@ from typing import Any
 
 from medseg_tools.paths import BUNDLES_DIR
 
-#: the environment variable of the data folder, as in ``scripts/prepare_data.py`` and the bundles' ``data_root``
-DATA_ENV_VAR = "MEDSEG_DATA"
-
 #: the repository's packages the configs use, vendored into the package's ``scripts`` package
 VENDORED_PACKAGES = ("custom_networks", "transforms")
 SCRIPTS_PACKAGE = "scripts"

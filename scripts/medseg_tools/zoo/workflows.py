@@ -13,8 +13,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from medseg_tools.paths import REPO_ROOT
-from medseg_tools.zoo.configs import DATA_ENV_VAR, PackageError
+from medseg_tools.zoo.configs import PackageError
+
+from transforms import DATA_ENV_VAR, data_root
 
 logger = logging.getLogger("package_bundle")
 
@@ -28,7 +29,7 @@ def _probe_env() -> dict[str, str]:
     else ``../shared/data`` beside the checkout: the packaged configs honour ``$MEDSEG_DATA`` too)."""
     env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
     env["PYTHONDONTWRITEBYTECODE"] = "1"
-    env.setdefault(DATA_ENV_VAR, str(REPO_ROOT.parent / "shared" / "data"))
+    env.setdefault(DATA_ENV_VAR, str(data_root()))
     return env
 
 

@@ -10,7 +10,6 @@ from typing import Any
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-
 from medseg_tools.benchmark.harness import (
     TimedCase,
     _environment,
@@ -47,12 +46,14 @@ def phase_contrast_networks(features: Sequence[int] = ATTENTION_FEATURES, with_b
     }
     if with_baselines:
         vgg = features[:4] + [features[3]]
-        networks.update({
-            "FCN8s": custom_networks.FCN8s(2, 1, 1, features=vgg, fc_channels=4 * features[-1]),
-            "MONAI BasicUNet": BasicUNet(2, 1, 1, features=(*features, features[0])),
-            "SegNet": custom_networks.SegNet(2, 1, 1, features=vgg),
-            "R2UNet": custom_networks.R2UNet(2, 1, 1, features=features),
-        })
+        networks.update(
+            {
+                "FCN8s": custom_networks.FCN8s(2, 1, 1, features=vgg, fc_channels=4 * features[-1]),
+                "MONAI BasicUNet": BasicUNet(2, 1, 1, features=(*features, features[0])),
+                "SegNet": custom_networks.SegNet(2, 1, 1, features=vgg),
+                "R2UNet": custom_networks.R2UNet(2, 1, 1, features=features),
+            }
+        )
     return networks
 
 
@@ -101,11 +102,14 @@ def attention_resunet(
     threads_used = configure_threads(threads)
     height, width = _spatial_pair(frame_size, "frame_size")
     torch.manual_seed(seed)
-    networks = {name: net.eval().to(memory_format=torch.channels_last)
-                for name, net in phase_contrast_networks(features, with_baselines).items()}
+    networks = {
+        name: net.eval().to(memory_format=torch.channels_last)
+        for name, net in phase_contrast_networks(features, with_baselines).items()
+    }
     frame = torch.rand((1, 1, height, width)).contiguous(memory_format=torch.channels_last)
-    inferer = SlidingWindowInferer(roi_size=(roi_size, roi_size), sw_batch_size=sw_batch_size, overlap=overlap,
-                                   mode="gaussian")
+    inferer = SlidingWindowInferer(
+        roi_size=(roi_size, roi_size), sw_batch_size=sw_batch_size, overlap=overlap, mode="gaussian"
+    )
     window_flops = {name: convolution_flops(net, (1, 1, roi_size, roi_size)) for name, net in networks.items()}
     counter = _WindowCounter(next(iter(networks.values())))
     with torch.inference_mode():
@@ -119,8 +123,9 @@ def attention_resunet(
 
         return run
 
-    inference_cases = [TimedCase(name, inference_run(net), window_flops[name] * windows)
-                       for name, net in networks.items()]
+    inference_cases = [
+        TimedCase(name, inference_run(net), window_flops[name] * windows) for name, net in networks.items()
+    ]
     inference_seconds = time_interleaved(inference_cases, repeats, warmup)
     inference = {case.name: summarize_seconds(inference_seconds[case.name], case.flops) for case in inference_cases}
 
@@ -163,9 +168,16 @@ def attention_resunet(
         "benchmark": "attention_resunet",
         "environment": _environment(threads_used),
         "settings": {
-            "frame_size": [height, width], "features": [int(f) for f in features], "roi_size": roi_size,
-            "sw_batch_size": sw_batch_size, "overlap": overlap, "windows_per_frame": windows,
-            "train_batch_size": train_batch_size, "repeats": repeats, "warmup": warmup, "seed": seed,
+            "frame_size": [height, width],
+            "features": [int(f) for f in features],
+            "roi_size": roi_size,
+            "sw_batch_size": sw_batch_size,
+            "overlap": overlap,
+            "windows_per_frame": windows,
+            "train_batch_size": train_batch_size,
+            "repeats": repeats,
+            "warmup": warmup,
+            "seed": seed,
         },
         "parameters": {name: sum(p.numel() for p in net.parameters()) for name, net in networks.items()},
         "inference": inference,

@@ -8,7 +8,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-
 from medseg_tools.benchmark.harness import (
     _peak_rss_bytes,
     configure_threads,
@@ -39,8 +38,12 @@ def lgnet_training_step_memory(
     configure_threads(threads)
     torch.manual_seed(seed)
     network = LGNet(
-        spatial_dims=2, in_channels=1, out_channels=1, features=tuple(features),
-        attention_size=attention_size, gradient_checkpointing=gradient_checkpointing,
+        spatial_dims=2,
+        in_channels=1,
+        out_channels=1,
+        features=tuple(features),
+        attention_size=attention_size,
+        gradient_checkpointing=gradient_checkpointing,
     ).train()
     optimizer = torch.optim.Adam(network.parameters(), lr=0.01)
     loss_function = TverskyFocalLoss(sigmoid=True)
@@ -107,8 +110,14 @@ def lgnet_memory(
         configurations["no gradient checkpointing"] = False
     runs = {
         name: peak_rss_of(
-            lgnet_training_step_memory, batch_size=batch_size, image_size=image_size, features=list(features),
-            gradient_checkpointing=checkpointing, attention_size=attention_size, threads=threads, seed=seed,
+            lgnet_training_step_memory,
+            batch_size=batch_size,
+            image_size=image_size,
+            features=list(features),
+            gradient_checkpointing=checkpointing,
+            attention_size=attention_size,
+            threads=threads,
+            seed=seed,
         )
         for name, checkpointing in configurations.items()
     }
@@ -117,22 +126,34 @@ def lgnet_memory(
         "benchmark": "lgnet_memory",
         "machine": {"platform": platform.platform(), "torch": torch.__version__},
         "settings": {
-            "batch_size": batch_size, "image_size": image_size, "features": list(features),
-            "attention_size": attention_size, "loss": "TverskyFocalLoss (0.3 Tversky + 0.7 focal)",
+            "batch_size": batch_size,
+            "image_size": image_size,
+            "features": list(features),
+            "attention_size": attention_size,
+            "loss": "TverskyFocalLoss (0.3 Tversky + 0.7 focal)",
             "optimizer": "Adam",
         },
         "runs": runs,
         "targets": {
             "peak_rss_gib": {
-                "target": target_gib, "value": default["peak_rss_gib"],
+                "target": target_gib,
+                "value": default["peak_rss_gib"],
                 "passed": default["peak_rss_gib"] < target_gib,
             }
         },
     }
     if not quiet:
         header = ["configuration", "params (M)", "peak RSS before step (GiB)", "peak RSS (GiB)", "step (s)"]
-        rows = [[name, f"{run['parameters'] / 1e6:.2f}", f"{run['peak_rss_before_step_gib']:.2f}",
-                 f"{run['peak_rss_gib']:.2f}", f"{run['step_seconds']:.1f}"] for name, run in runs.items()]
+        rows = [
+            [
+                name,
+                f"{run['parameters'] / 1e6:.2f}",
+                f"{run['peak_rss_before_step_gib']:.2f}",
+                f"{run['peak_rss_gib']:.2f}",
+                f"{run['step_seconds']:.1f}",
+            ]
+            for name, run in runs.items()
+        ]
         target = results["targets"]["peak_rss_gib"]
         print(f"LGNet training step, batch {batch_size} x {image_size}x{image_size}, features {list(features)}:")
         print(format_table(rows, header))

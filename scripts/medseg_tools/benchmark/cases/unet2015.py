@@ -13,8 +13,6 @@ from typing import Any
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-
-from custom_networks.unet2015 import UNet2015, is_valid_tile_size, unet2015_output_size
 from medseg_tools.benchmark.cases.unet2015_baseline import (
     PAPER_FEATURES,
     NaiveUNet,
@@ -35,6 +33,8 @@ from medseg_tools.benchmark.harness import (
     write_results,
 )
 from medseg_tools.benchmark.report import _unet2015_report
+
+from custom_networks.unet2015 import UNet2015, is_valid_tile_size, unet2015_output_size
 from transforms.inferers import OverlapTileInferer
 
 SPEEDUP_TARGET = 2.5  # overlap-tile inference of a 512x512 image vs. fixed 572 tiles

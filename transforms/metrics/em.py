@@ -1,4 +1,4 @@
-"""Segmentation quality metrics shared by all bundles (EM membranes, cells, CT lesions, nuclei).
+"""The ISBI 2012 EM metrics (pixel and Rand errors); the other overlap scores are in :mod:`.confusion`.
 
 MONAI lacks the two ISBI 2012 EM segmentation challenge metrics that the U-Net paper (Ronneberger et al. 2015,
 Table 1) reports, so they are implemented here:
@@ -40,39 +40,22 @@ import numpy as np
 import torch
 from monai.config import NdarrayOrTensor
 from monai.handlers import IgniteMetricHandler
-from monai.metrics import CumulativeIterationMetric
-from monai.metrics.confusion_matrix import (
-    check_confusion_matrix_metric_name,
-    compute_confusion_matrix_metric,
-    get_confusion_matrix,
-)
-from monai.metrics.meandice import compute_dice
-from monai.metrics.meaniou import compute_iou
-from monai.metrics.utils import do_metric_reduction
-from monai.networks.utils import one_hot
 from monai.utils import MetricReduction, look_up_option
 from scipy import ndimage, sparse
+
+from ..utils import pair_as_numpy
+from .base import PerImageMetric, batch_labels, check_batch_shapes
 
 __all__ = [
     "RandScores",
     "pixel_error",
     "rand_scores",
     "rand_error",
-    "dice_score",
-    "iou_score",
-    "confusion_scores",
-    "lower_is_better",
-    "PerImageMetric",
     "PixelErrorMetric",
     "RandErrorMetric",
     "PixelError",
     "RandError",
 ]
-
-# Confusion-matrix ratios (MONAI's canonical short names) whose value for a zero denominator is 1: each is a
-# "fraction of something done right", so an empty denominator means nothing was done wrong. Ratios of errors
-# (miss rate, fall-out...) and composite scores (MCC, balanced accuracy...) have no such single value.
-_EMPTY_IS_PERFECT_RATIOS = ("tpr", "tnr", "ppv", "npv", "ts", "acc", "f1")
 
 
 class RandScores(NamedTuple):
@@ -82,20 +65,6 @@ class RandScores(NamedTuple):
     v_rand: float
     v_rand_split: float
     v_rand_merge: float
-
-
-def _as_numpy(data: NdarrayOrTensor, name: str) -> np.ndarray:
-    array = data.detach().cpu().numpy() if isinstance(data, torch.Tensor) else np.asarray(data)
-    if array.size == 0:
-        raise ValueError(f"{name} is empty (shape {array.shape}); a metric needs at least one pixel.")
-    return array
-
-
-def _pair_as_numpy(pred: NdarrayOrTensor, target: NdarrayOrTensor) -> tuple[np.ndarray, np.ndarray]:
-    pred_array, target_array = _as_numpy(pred, "pred"), _as_numpy(target, "target")
-    if pred_array.shape != target_array.shape:
-        raise ValueError(f"pred and target must have the same shape, got {pred_array.shape} and {target_array.shape}.")
-    return pred_array, target_array
 
 
 def _instance_flags(is_instance: bool | Sequence[bool]) -> tuple[bool, bool]:
@@ -140,7 +109,7 @@ def pixel_error(pred: NdarrayOrTensor, target: NdarrayOrTensor, binarize: bool =
     Raises:
         ValueError: when the shapes differ or the inputs are empty.
     """
-    pred_array, target_array = _pair_as_numpy(pred, target)
+    pred_array, target_array = pair_as_numpy(pred, target)
     if binarize:
         differs = (pred_array != 0) != (target_array != 0)
     else:
@@ -203,7 +172,7 @@ def rand_scores(
         ValueError: when the shapes differ, inputs are empty, instance labels are negative or non-integer, or
             ``connectivity`` is out of range.
     """
-    pred_array, target_array = _pair_as_numpy(pred, target)
+    pred_array, target_array = pair_as_numpy(pred, target)
     pred_is_instance, target_is_instance = _instance_flags(is_instance)
     pred_ids = _segment_labels(pred_array, pred_is_instance, connectivity, "pred").ravel()
     target_ids = _segment_labels(target_array, target_is_instance, connectivity, "target").ravel()
@@ -254,170 +223,6 @@ def rand_error(
     ).rand_error
 
 
-def _as_one_hot_batch(data: NdarrayOrTensor, num_classes: int | None, name: str) -> torch.Tensor:
-    tensor = torch.as_tensor(data)
-    if tensor.ndim < 3:
-        raise ValueError(
-            f"{name} must be batch-first and channel-first [B, C, spatial...], got shape {tuple(tensor.shape)}."
-        )
-    if tensor.shape[1] > 1:
-        if num_classes is not None and tensor.shape[1] != num_classes:
-            raise ValueError(f"{name} has {tensor.shape[1]} one-hot channels but num_classes={num_classes}.")
-        return tensor.float()
-    if num_classes is None:
-        return (tensor != 0).float()  # a binary mask: its one channel is the foreground
-    return one_hot(tensor.long(), num_classes=num_classes, dim=1)
-
-
-def _one_hot_pair(
-    pred: NdarrayOrTensor, target: NdarrayOrTensor, num_classes: int | None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    y_pred = _as_one_hot_batch(pred, num_classes, "pred")
-    y = _as_one_hot_batch(target, num_classes, "target").to(y_pred.device)
-    if y_pred.shape != y.shape:
-        raise ValueError(
-            f"pred and target give different one-hot shapes {tuple(y_pred.shape)} and {tuple(y.shape)}; "
-            "pass num_classes for single-channel label maps."
-        )
-    return y_pred, y
-
-
-def dice_score(
-    pred: NdarrayOrTensor, target: NdarrayOrTensor, num_classes: int | None = None, include_background: bool = True
-) -> torch.Tensor:
-    """Per-image, per-class Dice from MONAI's ``compute_dice`` with the empty-mask convention of this module.
-
-    Args:
-        pred: ``[B, C, spatial...]`` binarized one-hot prediction, ``[B, 1, spatial...]`` binary mask (nonzero =
-            foreground) or, with ``num_classes``, ``[B, 1, spatial...]`` label map.
-        target: ground truth in the same form.
-        num_classes: number of classes including background, needed for single-channel label maps.
-        include_background: keep channel 0 (ignored for single-channel binary masks, as in MONAI).
-
-    Returns:
-        Tensor ``[B, C]`` (``C`` without background when excluded); both masks empty -> 1, only the ground truth
-        empty -> 0, never NaN.
-    """
-    y_pred, y = _one_hot_pair(pred, target, num_classes)
-    return compute_dice(y_pred, y, include_background=include_background, ignore_empty=False)
-
-
-def iou_score(
-    pred: NdarrayOrTensor, target: NdarrayOrTensor, num_classes: int | None = None, include_background: bool = True
-) -> torch.Tensor:
-    """Per-image, per-class IoU (Jaccard) from MONAI's ``compute_iou``; inputs and empty-mask convention as
-    :func:`dice_score`. The U-Net paper's PhC-U373/DIC-HeLa "IoU" is this score of the cell class."""
-    y_pred, y = _one_hot_pair(pred, target, num_classes)
-    return compute_iou(y_pred, y, include_background=include_background, ignore_empty=False)
-
-
-def confusion_scores(
-    pred: NdarrayOrTensor,
-    target: NdarrayOrTensor,
-    metric_names: Sequence[str] = ("sensitivity", "specificity", "accuracy"),
-    num_classes: int | None = None,
-    include_background: bool = True,
-) -> dict[str, torch.Tensor]:
-    """Per-image, per-class confusion-matrix ratios from MONAI (``get_confusion_matrix`` and
-    ``compute_confusion_matrix_metric``), with a zero denominator giving 1 instead of NaN.
-
-    Args:
-        pred: prediction, in the forms accepted by :func:`dice_score`.
-        target: ground truth in the same form.
-        metric_names: MONAI confusion-matrix metric names (aliases allowed) among sensitivity, specificity,
-            precision, negative predictive value, threat score, accuracy and F1 score.
-        num_classes: number of classes including background, needed for single-channel label maps.
-        include_background: keep channel 0.
-
-    Returns:
-        ``{name: Tensor [B, C]}`` keyed by the names as given.
-
-    Raises:
-        ValueError: for a metric whose empty-denominator value is not 1 (miss rate, MCC, ...): use
-            ``monai.metrics.ConfusionMatrixMetric`` for those and decide how to treat its NaN.
-    """
-    if isinstance(metric_names, str):
-        metric_names = (metric_names,)
-    y_pred, y = _one_hot_pair(pred, target, num_classes)
-    confusion = get_confusion_matrix(y_pred, y, include_background=include_background)
-    scores = {}
-    for name in metric_names:
-        canonical = check_confusion_matrix_metric_name(name)
-        if canonical not in _EMPTY_IS_PERFECT_RATIOS:
-            raise ValueError(
-                f"metric {name!r} has no well-defined value for empty masks here; choose from sensitivity, "
-                "specificity, precision, negative predictive value, threat score, accuracy, f1 score."
-            )
-        score = compute_confusion_matrix_metric(name, confusion)
-        scores[name] = torch.nan_to_num(score, nan=1.0)
-    return scores
-
-
-def lower_is_better(current_metric: float, prev_best: float) -> bool:
-    """``metric_cmp_fn`` for MONAI workflows whose key metric is an error (pixel or Rand error)."""
-    return current_metric < prev_best
-
-
-def _batch_labels(data: torch.Tensor, foreground_channel: int | None, name: str) -> torch.Tensor:
-    """``[B, spatial...]`` labels from one-hot ``[B, C, ...]`` or label-map ``[B, 1, ...]`` input: the binary
-    foreground of class ``foreground_channel``, or class labels when it is ``None``."""
-    if data.ndim < 3:
-        raise ValueError(
-            f"{name} must be batch-first and channel-first [B, C, spatial...], got shape {tuple(data.shape)}."
-        )
-    channels = data.shape[1]
-    if channels == 1:
-        labels = data[:, 0]
-        return labels if foreground_channel is None else labels == foreground_channel
-    if foreground_channel is None:
-        return data.argmax(dim=1)
-    if not 0 <= foreground_channel < channels:
-        raise ValueError(
-            f"foreground_channel={foreground_channel} is out of range for {name} with {channels} channels."
-        )
-    return data[:, foreground_channel] > 0.5
-
-
-def _check_batch_shapes(pred_labels: torch.Tensor, target_labels: torch.Tensor) -> None:
-    if pred_labels.shape != target_labels.shape:
-        raise ValueError(
-            "y_pred and y must have the same batch size and spatial shape, got "
-            f"{tuple(pred_labels.shape)} and {tuple(target_labels.shape)} (channel dimension removed)."
-        )
-
-
-class PerImageMetric(CumulativeIterationMetric):
-    """Base of the metrics with one value per image (and class), buffered over iterations and reduced by
-    :meth:`aggregate`, like MONAI's ``DiceMetric``.
-
-    Subclasses implement ``_compute_tensor(y_pred, y)`` returning the ``[B, C]`` values of one batch.
-
-    Args:
-        reduction: reduction of the buffered ``[N, C]`` per-image values, as in MONAI metrics (``"mean"``,
-            ``"sum"``, ``"mean_batch"``, ``"none"``...).
-        get_not_nans: whether :meth:`aggregate` also returns the count of non-NaN values.
-    """
-
-    def __init__(self, reduction: MetricReduction | str = MetricReduction.MEAN, get_not_nans: bool = False) -> None:
-        super().__init__()
-        self.reduction = reduction
-        self.get_not_nans = get_not_nans
-
-    def aggregate(
-        self, reduction: MetricReduction | str | None = None
-    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """Reduce the buffered ``[N, C]`` per-image values (default: ``self.reduction``).
-
-        Raises:
-            ValueError: when nothing was computed yet.
-        """
-        data = self.get_buffer()
-        if not isinstance(data, torch.Tensor):
-            raise ValueError(f"{type(self).__name__} has nothing to aggregate; call it on predictions first.")
-        values, not_nans = do_metric_reduction(data, reduction or self.reduction)
-        return (values, not_nans) if self.get_not_nans else values
-
-
 class PixelErrorMetric(PerImageMetric):
     """ISBI 2012 pixel error per image (see :func:`pixel_error`), accumulated like MONAI's ``DiceMetric``.
 
@@ -448,9 +253,9 @@ class PixelErrorMetric(PerImageMetric):
     ) -> torch.Tensor:
         if y is None:
             raise ValueError("PixelErrorMetric needs the ground truth y.")
-        pred_labels = _batch_labels(y_pred, self.foreground_channel, "y_pred")
-        target_labels = _batch_labels(y, self.foreground_channel, "y").to(pred_labels.device)
-        _check_batch_shapes(pred_labels, target_labels)
+        pred_labels = batch_labels(y_pred, self.foreground_channel, "y_pred")
+        target_labels = batch_labels(y, self.foreground_channel, "y").to(pred_labels.device)
+        check_batch_shapes(pred_labels, target_labels)
         differs = (pred_labels != target_labels).reshape(pred_labels.shape[0], -1)
         return differs.float().mean(dim=1, keepdim=True)
 
@@ -494,7 +299,7 @@ class RandErrorMetric(PerImageMetric):
 
     def _segmentation_maps(self, data: torch.Tensor, is_instance: bool, name: str) -> torch.Tensor:
         if not is_instance:
-            return _batch_labels(data, self.foreground_channel, name)
+            return batch_labels(data, self.foreground_channel, name)
         if data.ndim < 3 or data.shape[1] != 1:
             raise ValueError(f"{name} instance label maps must have shape [B, 1, spatial...], got {tuple(data.shape)}.")
         return data[:, 0]
@@ -506,7 +311,7 @@ class RandErrorMetric(PerImageMetric):
             raise ValueError("RandErrorMetric needs the ground truth y.")
         pred_maps = self._segmentation_maps(y_pred, self.is_instance[0], "y_pred")
         target_maps = self._segmentation_maps(y, self.is_instance[1], "y")
-        _check_batch_shapes(pred_maps, target_maps)
+        check_batch_shapes(pred_maps, target_maps)
         values = [
             getattr(
                 rand_scores(

@@ -32,7 +32,7 @@ from monai.config import NdarrayOrTensor
 from monai.handlers import IgniteMetricHandler
 from monai.utils import MetricReduction, convert_to_tensor
 
-from .metrics import PerImageMetric
+from .base import PerImageMetric
 
 __all__ = [
     "INFNET_NUM_THRESHOLDS",

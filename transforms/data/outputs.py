@@ -37,7 +37,7 @@ def common_input_root(path_or_paths: str | os.PathLike | Sequence[str | os.PathL
     """Deepest folder holding every input of an inference run, from its folder/file/glob specification.
 
     Args:
-        path_or_paths: what ``transforms.datalist.image_datalist`` accepts: a folder, a file, a glob pattern or a
+        path_or_paths: what ``transforms.image_datalist`` accepts: a folder, a file, a glob pattern or a
             list of those.
 
     Returns:

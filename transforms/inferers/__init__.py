@@ -1,0 +1,31 @@
+"""Inferers: tile geometry, overlap-tile, test-time augmentation, slice-by-slice and spatial-dims dispatch."""
+
+from .dispatch import SpatialDimsDispatchd, SpatialDimsDispatchInferer
+from .geometry import (
+    TileGeometry,
+    declared_tile_geometry,
+    estimate_activation_bytes,
+    meta_copy_state,
+    output_spatial_shape,
+    probe_tile_geometry,
+)
+from .overlap_tile import OverlapTileInferer
+from .slices import AxialSliceInferer, ResizedSliceNetwork
+from .tta import TTA_TRANSFORMS, SplitUncertaintyd, TestTimeAugmentationInferer
+
+__all__ = [
+    "SpatialDimsDispatchd",
+    "SpatialDimsDispatchInferer",
+    "TileGeometry",
+    "meta_copy_state",
+    "output_spatial_shape",
+    "declared_tile_geometry",
+    "probe_tile_geometry",
+    "estimate_activation_bytes",
+    "OverlapTileInferer",
+    "ResizedSliceNetwork",
+    "AxialSliceInferer",
+    "TTA_TRANSFORMS",
+    "TestTimeAugmentationInferer",
+    "SplitUncertaintyd",
+]
