@@ -1,5 +1,8 @@
 """Attention Residual-UNet of Zhang et al. for phase-contrast cell images, with the paper's ablation switches.
 
+One piece (over 400 lines): the paper's network and its named blocks (double-convolution and residual blocks,
+attention gate, decoder stage), which nothing else uses.
+
 Reference:
     Zhang Wenxiu, Zhu Zhencai, Zhang Yonghe, Wang Xinyu, Ding Guopeng, "Cell Image Segmentation Method Based on
     Residual Block and Attention Mechanism" (基于残差块和注意力机制的细胞图像分割方法), Acta Optica Sinica 40(17),

@@ -1,6 +1,11 @@
 """LG-Net: a U-Net with multi-level residual convolutions, local-global pixel-correlation attention on the skips and
 feature-fusion decoder steps, for lung CT lesion segmentation.
 
+One piece (over 400 lines): the paper's network and the named blocks that only it uses (MRC, RSE, feature fusion,
+its encoder and decoder stages). The reusable parts live in their own modules and are re-exported here:
+:mod:`.lg_attention` (LG-Attention: quadrant split, pixel-weighted aggregation), :mod:`.pixel_correlation` (SEAM's
+chunked PCM) and :mod:`.gradient_checkpointing` (:class:`CheckpointableBlock`).
+
 References:
     Lu Xiaoyan, Yuan Wenhao, Xu Yang, "基于改进 U-Net 网络的肺部 CT 图像分割算法研究" (Research on lung CT image
     segmentation algorithm based on the improved U-Net network), 智能计算机与应用 (Intelligent Computer and
@@ -14,14 +19,11 @@ References:
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import List, Optional
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
-import torch.utils.checkpoint
 from monai.networks.blocks import ChannelSELayer, Convolution
 from monai.networks.layers.factories import Conv, Pool
 
@@ -34,6 +36,15 @@ from ._input_checks import (
     check_upsample_mode,
     dropout_or_none,
 )
+from .gradient_checkpointing import CheckpointableBlock
+from .lg_attention import (
+    LocalGlobalAttention,
+    check_attention_size,
+    merge_orthants,
+    pixel_weighted_aggregation,
+    split_orthants,
+)
+from .pixel_correlation import PixelCorrelation, pixel_correlation, pixel_correlation_dense
 
 __all__ = [
     "LGNet",
@@ -57,218 +68,8 @@ __all__ = [
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Pixel correlation (Eq. 4) and pixel-weighted aggregation (Eq. 10)
-# ---------------------------------------------------------------------------------------------------------------
-
-
-def _unit_keys(theta: torch.Tensor) -> torch.Tensor:
-    """``theta(x)`` ``(B, K, *spatial)`` as unit-length rows ``(B, N, K)``, so that row products are the cosines of
-    Eq. (3). A zero vector stays zero (``F.normalize``), i.e. a pixel whose ``theta`` vanishes correlates with
-    nothing instead of producing NaN."""
-    return F.normalize(theta.flatten(2).transpose(1, 2), dim=2)
-
-
-def _correlate_rows(queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, eps: float) -> torch.Tensor:
-    """Eq. (4) for a block of query rows: ``relu(q k^T) v / (row sum + eps)``.
-
-    Args:
-        queries: ``(B, n, K)`` unit rows of the query pixels.
-        keys: ``(B, N, K)`` unit rows of all pixels.
-        values: ``(B, N, C)`` the aggregated features ``y_hat``.
-        eps: added to the row sums ``C(x_i)``.
-
-    Returns:
-        ``(B, n, C)``.
-    """
-    affinity = torch.relu(torch.bmm(queries, keys.transpose(1, 2)))
-    # normalising the rows before the product keeps the sums (up to HW) and the aggregated values in range under
-    # float16 autocast; the row sums themselves are accumulated in (at least) float32
-    sum_dtype = torch.float64 if affinity.dtype == torch.float64 else torch.float32
-    row_sums = affinity.sum(dim=2, keepdim=True, dtype=sum_dtype) + eps
-    return torch.bmm((affinity / row_sums).to(values.dtype), values)
-
-
-def pixel_correlation_dense(theta: torch.Tensor, values: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-    """Reference implementation of the PCM aggregation, paper Eq. (4), with the full ``(HW) x (HW)`` affinity::
-
-        y_i = 1 / C(x_i) * sum_j ReLU(cos(theta_i, theta_j)) * y_hat_j,   C(x_i) = sum_j ReLU(cos(theta_i, theta_j))
-
-    Memory grows with the square of the number of pixels (17 GB per sample for a 256 x 256 float32 map): use it
-    for tests and small maps only; :func:`pixel_correlation` computes the same values chunk by chunk.
-
-    Args:
-        theta: ``theta(x)``, ``(B, K, *spatial)``.
-        values: ``y_hat``, ``(B, C, *spatial)`` with the same spatial size.
-        eps: added to ``C(x_i)``; it only matters for a pixel with ``theta_i = 0`` (then every cosine is taken as 0
-            and ``y_i = 0``), otherwise ``C(x_i) >= 1`` thanks to ``cos(theta_i, theta_i) = 1``.
-
-    Returns:
-        ``y``, ``(B, C, *spatial)``.
-    """
-    keys = _unit_keys(theta)
-    flat_values = values.flatten(2).transpose(1, 2)
-    return _correlate_rows(keys, keys, flat_values, eps).transpose(1, 2).reshape(values.shape)
-
-
-def pixel_correlation(
-    theta: torch.Tensor, values: torch.Tensor, chunk_size: int = 1024, eps: float = 1e-6, checkpoint: bool = False
-) -> torch.Tensor:
-    """Paper Eq. (4) without materialising the ``(HW) x (HW)`` affinity: the query pixels are processed in chunks
-    of ``chunk_size`` rows; each chunk forms its ``chunk x HW`` affinity block, its own row sums and its product
-    with the values. The row normalisation needs only the row's own sum, so the result equals
-    :func:`pixel_correlation_dense` (up to float rounding). Peak memory per chunk: ``B * chunk_size * HW`` floats.
-
-    Args:
-        theta: ``theta(x)``, ``(B, K, *spatial)``.
-        values: ``y_hat``, ``(B, C, *spatial)`` with the same spatial size.
-        chunk_size: query rows per chunk (any positive int; the last chunk may be shorter).
-        eps: added to the row sums, see :func:`pixel_correlation_dense`.
-        checkpoint: recompute each chunk's affinity in the backward pass (``torch.utils.checkpoint``) instead of
-            keeping it, so that autograd holds no ``HW x HW`` matrix either. Ignored (no checkpointing) when gradients
-            are off or nothing requires them, and under TorchScript, which cannot script ``torch.utils.checkpoint``.
-
-    Returns:
-        ``y``, ``(B, C, *spatial)``.
-    """
-    keys = _unit_keys(theta)
-    flat_values = values.flatten(2).transpose(1, 2)
-    num_pixels = keys.shape[1]
-    use_checkpoint = checkpoint and torch.is_grad_enabled() and (keys.requires_grad or flat_values.requires_grad)
-    chunks: List[torch.Tensor] = []
-    for start in range(0, num_pixels, chunk_size):
-        queries = keys[:, start : start + chunk_size]
-        if use_checkpoint and not torch.jit.is_scripting():
-            chunks.append(_checkpointed_rows(queries, keys, flat_values, eps))
-        else:
-            chunks.append(_correlate_rows(queries, keys, flat_values, eps))
-    return torch.cat(chunks, dim=1).transpose(1, 2).reshape(values.shape)
-
-
-@torch.jit.unused
-def _checkpointed_rows(queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, eps: float) -> torch.Tensor:
-    return torch.utils.checkpoint.checkpoint(_correlate_rows, queries, keys, values, eps, use_reentrant=False)
-
-
-def pixel_weighted_aggregation(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Pixel-weighted aggregation of the local and global attention maps, paper Eq. (10)::
-
-        PWA(x_i, y_i) = x_i / (x_i + y_i) * x_i + y_i / (x_i + y_i) * y_i = (x_i^2 + y_i^2) / (x_i + y_i)
-
-    Eq. (10) reads the two values as weights, which only makes sense for non-negative values (with mixed signs
-    ``x + y`` can vanish while ``x^2 + y^2`` does not), so both maps are clamped at 0 first (a no-op for the
-    pixel-correlation maps of non-negative, e.g. ReLU'd, skip features: Eq. (4) averages them with non-negative
-    weights). Where both are 0 the result is 0, the limit of Eq. (10) (``PWA <= max(x, y)``); the division never
-    sees a zero denominator, so gradients stay finite. For ``x, y >= 0`` the result lies in
-    ``[(x + y) / 2, max(x, y)]``.
-
-    Args:
-        x: local attention map ``f*``.
-        y: global attention map ``F*``, same shape.
-    """
-    x = torch.relu(x)
-    y = torch.relu(y)
-    denominator = x + y
-    positive = denominator > 0
-    safe_denominator = torch.where(positive, denominator, torch.ones_like(denominator))
-    # Eq. (10) as written, weights (<= 1) times values: no x^2 that could overflow in float16
-    aggregated = x / safe_denominator * x + y / safe_denominator * y
-    return torch.where(positive, aggregated, torch.zeros_like(aggregated))
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Quadrant (octant) split, paper Eqs. (5) and (7)
-# ---------------------------------------------------------------------------------------------------------------
-
-
-def split_orthants(x: torch.Tensor, spatial_dims: int) -> torch.Tensor:
-    """Cuts every map into ``2**spatial_dims`` equal parts (4 quadrants in 2D, 8 octants in 3D), paper Eq. (5),
-    stacked along the batch axis: ``(B, C, H, W) -> (B * 4, C, H / 2, W / 2)``.
-
-    Part ``b * 4 + 2 * i + j`` of a 2D batch is ``x[b, :, i*H/2:(i+1)*H/2, j*W/2:(j+1)*W/2]`` (top-left, top-right,
-    bottom-left, bottom-right); in 3D part ``b * 8 + 4 * i + 2 * j + k`` is octant ``(i, j, k)`` of ``(D, H, W)``.
-    Every spatial size must be even (checked by the caller). :func:`merge_orthants` is the inverse.
-    """
-    b, c = x.shape[0], x.shape[1]
-    if spatial_dims == 2:
-        h, w = x.shape[2] // 2, x.shape[3] // 2
-        parts = x.reshape(b, c, 2, h, 2, w).permute(0, 2, 4, 1, 3, 5)
-        return parts.reshape(b * 4, c, h, w)
-    d, h, w = x.shape[2] // 2, x.shape[3] // 2, x.shape[4] // 2
-    parts = x.reshape(b, c, 2, d, 2, h, 2, w).permute(0, 2, 4, 6, 1, 3, 5, 7)
-    return parts.reshape(b * 8, c, d, h, w)
-
-
-def merge_orthants(parts: torch.Tensor, spatial_dims: int) -> torch.Tensor:
-    """Puts the parts of :func:`split_orthants` back in place, paper Eq. (7): ``(B * 4, C, h, w) -> (B, C, 2h, 2w)``
-    (``(B * 8, C, d, h, w) -> (B, C, 2d, 2h, 2w)`` in 3D)."""
-    c = parts.shape[1]
-    if spatial_dims == 2:
-        h, w = parts.shape[2], parts.shape[3]
-        b = parts.shape[0] // 4
-        merged = parts.reshape(b, 2, 2, c, h, w).permute(0, 3, 1, 4, 2, 5)
-        return merged.reshape(b, c, 2 * h, 2 * w)
-    d, h, w = parts.shape[2], parts.shape[3], parts.shape[4]
-    b = parts.shape[0] // 8
-    merged = parts.reshape(b, 2, 2, 2, c, d, h, w).permute(0, 4, 1, 5, 2, 6, 3, 7)
-    return merged.reshape(b, c, 2 * d, 2 * h, 2 * w)
-
-
-# ---------------------------------------------------------------------------------------------------------------
 # Modules
 # ---------------------------------------------------------------------------------------------------------------
-
-
-class CheckpointableBlock(nn.Module):
-    """A single-input block that can trade compute for memory in training: with ``gradient_checkpointing`` set,
-    ``forward`` runs :meth:`block_forward` under ``torch.utils.checkpoint`` (non-reentrant), so autograd keeps only
-    the block's input and output and recomputes its inner activations in the backward pass.
-
-    The recomputation would update the running statistics of the block's batch norms a second time; they are frozen
-    during it (:func:`_batch_norm_statistics_frozen`), so a checkpointed step leaves exactly the same running
-    statistics, outputs and gradients as a plain one. Dropout masks are replayed (``preserve_rng_state``).
-    Checkpointing is skipped in eval mode, without gradients, and under TorchScript (which cannot script
-    ``torch.utils.checkpoint``): a scripted model computes the same values with the memory of a plain one.
-    """
-
-    def __init__(self):
-        super().__init__()
-        self.gradient_checkpointing = False
-
-    def block_forward(self, x: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.gradient_checkpointing and self.training and torch.is_grad_enabled() and not torch.jit.is_scripting():
-            return self._checkpointed_forward(x)
-        return self.block_forward(x)
-
-    @torch.jit.unused
-    def _checkpointed_forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.utils.checkpoint.checkpoint(
-            self.block_forward,
-            x,
-            use_reentrant=False,
-            context_fn=lambda: (contextlib.nullcontext(), _batch_norm_statistics_frozen(self)),
-        )
-
-
-@contextlib.contextmanager
-def _batch_norm_statistics_frozen(module: nn.Module) -> Iterator[None]:
-    """Within the context, the batch norms of ``module`` normalise with batch statistics as in training but leave
-    their running statistics and ``num_batches_tracked`` as they were (momentum 0, counter restored)."""
-    saved = []
-    for child in module.modules():
-        if isinstance(child, nn.modules.batchnorm._BatchNorm) and child.training and child.track_running_stats:
-            tracked = None if child.num_batches_tracked is None else child.num_batches_tracked.clone()
-            saved.append((child, child.momentum, tracked))
-            child.momentum = 0.0
-    try:
-        yield
-    finally:
-        for child, momentum, tracked in saved:
-            child.momentum = momentum
-            if tracked is not None:
-                child.num_batches_tracked.copy_(tracked)
 
 
 class DoubleConv(CheckpointableBlock):
@@ -283,160 +84,6 @@ class DoubleConv(CheckpointableBlock):
 
     def block_forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv_1(self.conv_0(x))
-
-
-class PixelCorrelation(nn.Module):
-    """Pixel Correlation Module (PCM) of SEAM as used by LG-Net, paper Eqs. (3)-(4)::
-
-        y_i = 1 / C(x_i) * sum_j ReLU(cos(theta(x_i), theta(x_j))) * y_hat_j
-
-    ``theta`` is a 1x1 convolution without bias (as in SEAM). ``y_hat`` is the input feature map itself (Eq. 4:
-    ``y_hat_j`` is "the information of input ``x_j``"; SEAM likewise aggregates its input maps without a value
-    projection), so ``y`` has the input's channels and the module's only parameters are ``theta``'s.
-
-    The aggregation runs chunk by chunk (:func:`pixel_correlation`), exact and without the ``(HW) x (HW)`` matrix;
-    with ``checkpoint=True`` the chunks are recomputed in the backward pass (eager mode only).
-
-    Args:
-        spatial_dims: number of spatial dimensions.
-        channels: channels ``C`` of the input (and output).
-        key_channels: output channels of ``theta`` (the cosine is taken in this space); default ``channels``.
-        chunk_size: query rows per chunk.
-        checkpoint: recompute the chunks in the backward pass instead of storing their affinities.
-        eps: added to the row sums ``C(x_i)``.
-    """
-
-    def __init__(
-        self,
-        spatial_dims: int,
-        channels: int,
-        key_channels: int | None = None,
-        chunk_size: int = 1024,
-        checkpoint: bool = True,
-        eps: float = 1e-6,
-    ):
-        super().__init__()
-        key_channels = channels if key_channels is None else key_channels
-        check_positive_int("PixelCorrelation", "channels", channels)
-        check_positive_int("PixelCorrelation", "key_channels", key_channels)
-        self.chunk_size = check_positive_int("PixelCorrelation", "chunk_size", chunk_size)
-        self.checkpoint = bool(checkpoint)
-        self.eps = float(eps)
-        self.theta = Conv[Conv.CONV, spatial_dims](channels, key_channels, kernel_size=1, bias=False)
-
-    def aggregate(self, theta: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
-        """Eq. (4) for given ``theta(x)`` and ``y_hat`` (lets :class:`LocalGlobalAttention` compute ``theta`` once
-        for the whole map and its quadrants: a 1x1 convolution commutes with cropping)."""
-        return pixel_correlation(theta, values, self.chunk_size, self.eps, self.checkpoint and self.training)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.aggregate(self.theta(x), x)
-
-
-class LocalGlobalAttention(nn.Module):
-    """Local and global attention fusion (LG-Attention), paper Sec. 2.3, Fig. 5, Eqs. (5)-(10)::
-
-        f_1..f_4 = Split(F);  f* = Cat(PCM(f_1), .., PCM(f_4));  F* = PCM(F);  F_LG = PWA(f*, F*);  out = F_LG * F
-
-    The global PCM ``F*`` correlates every pixel of the skip map with every other; the local one ``f*`` only within
-    its quadrant (octant in 3D), the parts being put back in place. One :class:`PixelCorrelation` (one ``theta``)
-    serves both, as Eqs. (6) and (8) apply the same ``PCM``. The two maps are fused by
-    :func:`pixel_weighted_aggregation` and multiply the input element-wise.
-
-    Resolution (the paper is silent, and full-resolution correlation is quadratic in the number of pixels): when
-    the largest side of the map exceeds ``attention_size``, the map is average-pooled by the integer factor
-    ``ceil(largest side / attention_size)`` (adaptive average pooling to ``ceil(side / factor)`` per axis, rounded
-    up to even so the quadrants stay equal), PCMs and PWA run there, and ``F_LG`` is brought back to the input size
-    by (bi/tri)linear interpolation before the product with the full-resolution input. ``attention_size=None``
-    keeps full resolution.
-
-    Args:
-        spatial_dims: number of spatial dimensions, 2 (quadrants) or 3 (octants).
-        channels: channels of the skip map.
-        attention_size: largest spatial side at which the PCMs run (an even int >= 2), ``None`` for full resolution.
-        chunk_size: query rows per chunk of the PCM aggregation.
-        checkpoint: recompute the PCM chunks in the backward pass (training, eager mode).
-        key_channels: channels of ``theta``, default ``channels``.
-    """
-
-    def __init__(
-        self,
-        spatial_dims: int,
-        channels: int,
-        attention_size: int | None = 64,
-        chunk_size: int = 1024,
-        checkpoint: bool = True,
-        key_channels: int | None = None,
-    ):
-        super().__init__()
-        if spatial_dims not in (2, 3):
-            raise ValueError(f"LocalGlobalAttention: spatial_dims must be 2 or 3, got {spatial_dims!r}.")
-        self.spatial_dims = spatial_dims
-        # 0 stands for "full resolution" so that the attribute stays an int under TorchScript
-        self.attention_size = _check_attention_size("LocalGlobalAttention", attention_size) or 0
-        self.pcm = PixelCorrelation(spatial_dims, channels, key_channels, chunk_size, checkpoint)
-
-    def _attention_grid(self, x: torch.Tensor) -> List[int]:
-        """Spatial size at which the PCMs run (see the class docstring)."""
-        sizes: List[int] = []
-        for axis in range(self.spatial_dims):
-            sizes.append(int(x.shape[axis + 2]))
-        attention_size = self.attention_size
-        largest = max(sizes)
-        if attention_size == 0 or largest <= attention_size:
-            return sizes
-        factor = (largest + attention_size - 1) // attention_size
-        grid: List[int] = []
-        for size in sizes:
-            pooled = (size + factor - 1) // factor
-            grid.append(pooled + pooled % 2)
-        return grid
-
-    def attention_map(self, x: torch.Tensor) -> torch.Tensor:
-        """``F_LG = PWA(f*, F*)`` at the input's spatial size, before the product with ``x``.
-
-        Raises:
-            ValueError: for a spatial size that is odd or below 2 while it is not pooled (quadrants must be equal).
-        """
-        if x.dim() != self.spatial_dims + 2:
-            raise ValueError(
-                "LocalGlobalAttention expects (N, C, "
-                + str(self.spatial_dims)
-                + " spatial axes), got "
-                + str(x.dim())
-                + " dimensions"
-            )
-        input_size: List[int] = [int(s) for s in x.shape[2:]]
-        grid = self._attention_grid(x)
-        for axis in range(self.spatial_dims):
-            if grid[axis] < 2 or grid[axis] % 2 != 0:
-                raise ValueError(
-                    "LocalGlobalAttention: spatial size "
-                    + str(grid[axis])
-                    + " (spatial axis "
-                    + str(axis)
-                    + ") must be even and >= 2 to split the map into equal quadrants/octants"
-                )
-        pooled = x
-        if grid != input_size:
-            if self.spatial_dims == 2:
-                pooled = F.adaptive_avg_pool2d(x, grid)
-            else:
-                pooled = F.adaptive_avg_pool3d(x, grid)
-        theta = self.pcm.theta(pooled)
-        global_map = self.pcm.aggregate(theta, pooled)
-        local_parts = self.pcm.aggregate(
-            split_orthants(theta, self.spatial_dims), split_orthants(pooled, self.spatial_dims)
-        )
-        local_map = merge_orthants(local_parts, self.spatial_dims)
-        fused = pixel_weighted_aggregation(local_map, global_map)
-        if grid != input_size:
-            mode = "bilinear" if self.spatial_dims == 2 else "trilinear"
-            fused = F.interpolate(fused, size=input_size, mode=mode, align_corners=False)
-        return fused
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.attention_map(x)
 
 
 class MRCResidualUnit(nn.Module):
@@ -676,19 +323,6 @@ class LGNetDecoderStage(nn.Module):
         return self.convs(merged)
 
 
-def _check_attention_size(network: str, attention_size: int | None) -> int | None:
-    if attention_size is None:
-        return None
-    if isinstance(attention_size, bool) or not isinstance(attention_size, int) or attention_size < 2:
-        raise ValueError(f"{network}: attention_size must be an even int >= 2 or None, got {attention_size!r}.")
-    if attention_size % 2:
-        raise ValueError(
-            f"{network}: attention_size must be even (the pooled map is split into equal quadrants), "
-            f"got {attention_size!r}."
-        )
-    return attention_size
-
-
 class LGNet(nn.Module):
     """LG-Net (Lu, Yuan, Xu 2023, Sec. 2, Fig. 3): a U-Net with 4 down / 4 up steps and three added modules,
     each behind a switch so that the ablation of Table 2 is a set of configurations of this class:
@@ -719,13 +353,12 @@ class LGNet(nn.Module):
           ``attention_size=None`` runs every PCM at full resolution (exact paper reading; quadratic cost).
         - Memory: the PCM never forms the ``(HW) x (HW)`` matrix (chunks of ``pcm_chunk_size`` query rows, exact),
           and in training each chunk is recomputed in the backward pass (``torch.utils.checkpoint``) so autograd
-          keeps none either. The MRC and FF blocks hold many full-resolution maps: one training step at the paper's
-          batch 4 x 1 x 512 x 512 with the default features peaks at about 25 GB of activations if autograd keeps
-          them all, so ``gradient_checkpointing=True`` (default) recomputes the inside of every double convolution,
-          MRC and fusion branch in the backward pass: measured peak 9.2 GiB RSS on CPU for that step, for about a
-          third more compute; set it to ``False`` when memory is plentiful. TorchScript cannot script
-          ``torch.utils.checkpoint``: a scripted model skips both checkpointings (same values, more memory if trained
-          scripted; inference is unaffected).
+          keeps none either. The MRC and FF blocks hold many full-resolution maps, so ``gradient_checkpointing=True``
+          (default) recomputes the inside of every double convolution, MRC and fusion branch in the backward pass:
+          far less memory for more compute (the peak memory of a training step at the paper's size is in
+          ``docs/benchmarks.md`` and the bundle's docs); set it to ``False`` when memory is plentiful. TorchScript
+          cannot script ``torch.utils.checkpoint``: a scripted model skips both checkpointings (same values, more
+          memory if trained scripted; inference is unaffected).
         - Feature fusion: the 3x3 branch weights the skip, the 5x5 branch the up-sampled features, both by direct
           product; SE reduction 6 (at most the channel count); dropout (``dropout``) only after the RSE blocks'
           3x3 convolutions, the one place the paper names it (rate not given, default 0).
@@ -797,7 +430,7 @@ class LGNet(nn.Module):
         check_upsample_mode("LGNet", upsample)
         check_positive_int("LGNet", "pcm_chunk_size", pcm_chunk_size)
         check_positive_int("LGNet", "se_reduction", se_reduction)
-        attention_size = _check_attention_size("LGNet", attention_size)
+        attention_size = check_attention_size("LGNet", attention_size)
 
         self.spatial_dims = spatial_dims
         self.in_channels = in_channels

@@ -1,6 +1,10 @@
 """MCSA-UNet: a U-Net whose encoder levels end with a CBAM-style channel-spatial attention module plus a residual
 (the "CSA" module), for the segmentation of mitotic breast-cancer nuclei.
 
+One piece (over 400 lines): the paper's network and its named blocks (the CSA module with its channel and
+spatial gates, the encoder level, the decoder step), which no other network here uses; ``ChannelSpatialAttention``
+is exported for reuse from here.
+
 References:
     Liu Guohua, Yan Keding, Zhang Liang, Liu Yenan, Ma Hang, Zhang Qi,
     "基于注意力机制和残差结构的细胞核分割方法"

@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-import custom_networks.lgnet as lgnet
+import custom_networks.pixel_correlation as pixel_correlation_module
 from custom_networks import LGNet, LocalGlobalAttention, PixelCorrelation, pixel_weighted_aggregation
 from custom_networks.lgnet import (
     CheckpointableBlock,
@@ -157,13 +157,13 @@ def test_chunked_pcm_gradients_equal_dense_gradients(checkpoint):
 
 def test_pcm_never_forms_more_than_chunk_rows(monkeypatch):
     seen = []
-    original = lgnet._correlate_rows
+    original = pixel_correlation_module._correlate_rows
 
     def recording(queries, keys, values, eps):
         seen.append((queries.shape[1], keys.shape[1]))
         return original(queries, keys, values, eps)
 
-    monkeypatch.setattr(lgnet, "_correlate_rows", recording)
+    monkeypatch.setattr(pixel_correlation_module, "_correlate_rows", recording)
     pixel_correlation(randn(1, 2, 10, 10), randn(1, 3, 10, 10), chunk_size=32)
     assert seen == [(32, 100), (32, 100), (32, 100), (4, 100)]
 

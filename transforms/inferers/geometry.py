@@ -236,7 +236,7 @@ def probe_tile_geometry(
     ``1, 2, ..., max_size`` (stopping early once the pattern repeats).
 
     An ``nn.Module`` is run on the ``meta`` device (``torch.func.functional_call`` with shape-only parameters): no
-    memory, no arithmetic, a few milliseconds per size even for the paper's 31M-parameter network. Networks that
+    memory, no arithmetic, so it is cheap even for the paper's 31M-parameter network. Networks that
     cannot run on ``meta`` (or plain callables) are run for real under ``torch.no_grad`` on ``device`` (inputs of at
     most 2**22 values, so a smaller ``max_size`` in 3D), which can be slow for large networks: pass ``border`` and
     ``valid_tile_size`` to :class:`OverlapTileInferer` then.
