@@ -1,18 +1,23 @@
-"""Layer builders that several networks of this package share because their papers use literally the same layer.
+"""Layer builders that several networks of this package share because their papers use literally the same layer,
+and the stage lists of their U-shaped layout.
 
 Each network keeps its own named blocks (``Up``, ``DecoderStage``, ``VGGStage``, ...) and calls these builders
-inside them, so module names and parameter keys are those of the block.
+inside them, so module names and parameter keys are those of the block. :func:`encoder_stages` and
+:func:`decoder_stages` build the ``nn.ModuleList`` of those blocks in the order the networks' own loops used, so
+parameter names, counts and the order of random initialisation are unchanged; nothing here runs inside ``forward``.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable, Sequence
 
+import torch.nn as nn
 from monai.networks.blocks import Convolution, UpSample
 
 from ._input_checks import check_upsample_mode
 
-__all__ = ["unet_upsampling", "vgg_convolutions"]
+__all__ = ["unet_upsampling", "vgg_convolutions", "encoder_stages", "decoder_stages"]
 
 
 def unet_upsampling(
@@ -91,3 +96,32 @@ def vgg_convolutions(
         )
         for index in range(num_convs)
     )
+
+
+def encoder_stages(features: Sequence[int], stage: Callable[[int, int], nn.Module]) -> nn.ModuleList:
+    """The down-sampling stages of a U-shaped network, full resolution first.
+
+    Args:
+        features: channels at each resolution level, from full resolution to the bottom.
+        stage: ``stage(in_channels, out_channels)`` builds the stage from level ``level`` (``features[level]``
+            channels) to level ``level + 1`` (``features[level + 1]`` channels).
+
+    Returns:
+        ``len(features) - 1`` stages, for ``level = 0 .. len(features) - 2``.
+    """
+    return nn.ModuleList([stage(features[level], features[level + 1]) for level in range(len(features) - 1)])
+
+
+def decoder_stages(features: Sequence[int], stage: Callable[[int, int], nn.Module]) -> nn.ModuleList:
+    """The up-sampling stages of a U-shaped network, coarsest first (the order ``forward`` runs them in).
+
+    Args:
+        features: channels at each resolution level, from full resolution to the bottom.
+        stage: ``stage(in_channels, out_channels)`` builds the stage from level ``level + 1`` (the deeper map,
+            ``features[level + 1]`` channels) back to level ``level`` (the skip's ``features[level]`` channels).
+
+    Returns:
+        ``len(features) - 1`` stages, for ``level = len(features) - 2 .. 0``; stage ``step`` consumes the skip of
+        level ``len(features) - 2 - step``.
+    """
+    return nn.ModuleList([stage(features[level + 1], features[level]) for level in reversed(range(len(features) - 1))])

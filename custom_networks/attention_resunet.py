@@ -20,7 +20,7 @@ from monai.networks.blocks import Convolution
 from monai.networks.layers.factories import Conv, Pool
 from monai.networks.layers.utils import get_norm_layer
 
-from ._blocks import unet_upsampling
+from ._blocks import decoder_stages, encoder_stages, unet_upsampling
 from ._input_checks import (
     check_divisible_input,
     check_dropout_probability,
@@ -337,33 +337,29 @@ class AttentionResUNet(nn.Module):
 
         block_type = ResidualBlock if use_residual else DoubleConvBlock
         self.input_block = block_type(spatial_dims, in_channels, features[0], act, norm, dropout, bias)
-        self.down_blocks = nn.ModuleList(
-            [
-                nn.Sequential(
-                    Pool[Pool.MAX, spatial_dims](kernel_size=2, stride=2),
-                    block_type(spatial_dims, features[level], features[level + 1], act, norm, dropout, bias),
-                )
-                for level in range(self.depth)
-            ]
+        self.down_blocks = encoder_stages(
+            features,
+            lambda in_chns, out_chns: nn.Sequential(
+                Pool[Pool.MAX, spatial_dims](kernel_size=2, stride=2),
+                block_type(spatial_dims, in_chns, out_chns, act, norm, dropout, bias),
+            ),
         )
-        self.decoder_stages = nn.ModuleList(
-            [
-                DecoderStage(
-                    spatial_dims,
-                    in_channels=features[level + 1],
-                    skip_channels=features[level],
-                    out_channels=features[level],
-                    act=act,
-                    norm=norm,
-                    dropout=dropout,
-                    use_residual=use_residual,
-                    use_attention=use_attention,
-                    attention_norm=attention_norm,
-                    upsample=upsample,
-                    bias=bias,
-                )
-                for level in reversed(range(self.depth))
-            ]
+        self.decoder_stages = decoder_stages(
+            features,
+            lambda in_chns, out_chns: DecoderStage(
+                spatial_dims,
+                in_channels=in_chns,
+                skip_channels=out_chns,
+                out_channels=out_chns,
+                act=act,
+                norm=norm,
+                dropout=dropout,
+                use_residual=use_residual,
+                use_attention=use_attention,
+                attention_norm=attention_norm,
+                upsample=upsample,
+                bias=bias,
+            ),
         )
         self.output_conv = Conv[Conv.CONV, spatial_dims](features[0], out_channels, kernel_size=1, bias=True)
 

@@ -27,7 +27,7 @@ import torch.nn as nn
 from monai.networks.blocks import ChannelSELayer, Convolution
 from monai.networks.layers.factories import Conv, Pool
 
-from ._blocks import unet_upsampling
+from ._blocks import decoder_stages, unet_upsampling
 from ._input_checks import (
     check_divisible_input,
     check_dropout_probability,
@@ -466,21 +466,11 @@ class LGNet(nn.Module):
                 for level in range(self.depth)
             ]
         )
-        self.decoder = nn.ModuleList(
-            [
-                LGNetDecoderStage(
-                    spatial_dims,
-                    features[level + 1],
-                    features[level],
-                    act,
-                    norm,
-                    dropout,
-                    self.use_feature_fusion,
-                    upsample,
-                    se_reduction,
-                )
-                for level in reversed(range(self.depth))
-            ]
+        self.decoder = decoder_stages(
+            features,
+            lambda in_chns, out_chns: LGNetDecoderStage(
+                spatial_dims, in_chns, out_chns, act, norm, dropout, self.use_feature_fusion, upsample, se_reduction
+            ),
         )
         self.output_conv = Conv[Conv.CONV, spatial_dims](features[0], out_channels, kernel_size=1)
         self.gradient_checkpointing = bool(gradient_checkpointing)

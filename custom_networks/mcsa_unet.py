@@ -27,7 +27,7 @@ from monai.networks.layers.factories import Conv, Pool
 from monai.networks.layers.utils import get_act_layer
 from monai.networks.nets.basic_unet import TwoConv
 
-from ._blocks import unet_upsampling
+from ._blocks import decoder_stages, unet_upsampling
 from ._input_checks import check_divisible_input, check_network_arguments, check_positive_int, check_upsample_mode
 
 __all__ = [
@@ -388,21 +388,19 @@ class MCSAUNet(nn.Module):
         )
         self.max_pooling = Pool[Pool.MAX, spatial_dims](kernel_size=2, stride=2)
         self.bottom_convs = TwoConv(spatial_dims, features[-2], features[-1], act, norm, bias, dropout)
-        self.decoder = nn.ModuleList(
-            [
-                UpConcat(
-                    spatial_dims,
-                    in_channels=features[level + 1],
-                    skip_channels=features[level],
-                    out_channels=features[level],
-                    act=act,
-                    norm=norm,
-                    bias=bias,
-                    dropout=dropout,
-                    upsample=upsample,
-                )
-                for level in reversed(range(self.depth))
-            ]
+        self.decoder = decoder_stages(
+            features,
+            lambda in_chns, out_chns: UpConcat(
+                spatial_dims,
+                in_channels=in_chns,
+                skip_channels=out_chns,
+                out_channels=out_chns,
+                act=act,
+                norm=norm,
+                bias=bias,
+                dropout=dropout,
+                upsample=upsample,
+            ),
         )
         self.output_conv = Conv[Conv.CONV, spatial_dims](features[0], out_channels, kernel_size=1)
 

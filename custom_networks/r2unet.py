@@ -21,7 +21,7 @@ from monai.networks.blocks import ADN, Convolution
 from monai.networks.layers.factories import Conv, Pool
 from monai.networks.layers.utils import get_dropout_layer
 
-from ._blocks import unet_upsampling
+from ._blocks import decoder_stages, encoder_stages, unet_upsampling
 from ._input_checks import check_divisible_input, check_network_arguments, check_upsample_mode, dropout_or_none
 
 __all__ = ["R2UNet", "RecurrentConvBlock", "RRCNNBlock", "R2UpBlock"]
@@ -241,30 +241,26 @@ class R2UNet(nn.Module):
         self.size_divisor = 1 << (len(features) - 1)
         self.input_block = RRCNNBlock(spatial_dims, in_channels, features[0], recurrent_steps, act, norm, dropout, bias)
         self.max_pooling = Pool[Pool.MAX, spatial_dims](kernel_size=2, stride=2)
-        self.down_blocks = nn.ModuleList(
-            [
-                RRCNNBlock(
-                    spatial_dims, features[level], features[level + 1], recurrent_steps, act, norm, dropout, bias
-                )
-                for level in range(len(features) - 1)
-            ]
+        self.down_blocks = encoder_stages(
+            features,
+            lambda in_chns, out_chns: RRCNNBlock(
+                spatial_dims, in_chns, out_chns, recurrent_steps, act, norm, dropout, bias
+            ),
         )
-        self.up_blocks = nn.ModuleList(
-            [
-                R2UpBlock(
-                    spatial_dims,
-                    in_channels=features[level + 1],
-                    skip_channels=features[level],
-                    out_channels=features[level],
-                    steps=recurrent_steps,
-                    act=act,
-                    norm=norm,
-                    dropout=dropout,
-                    upsample=upsample,
-                    bias=bias,
-                )
-                for level in reversed(range(len(features) - 1))
-            ]
+        self.up_blocks = decoder_stages(
+            features,
+            lambda in_chns, out_chns: R2UpBlock(
+                spatial_dims,
+                in_channels=in_chns,
+                skip_channels=out_chns,
+                out_channels=out_chns,
+                steps=recurrent_steps,
+                act=act,
+                norm=norm,
+                dropout=dropout,
+                upsample=upsample,
+                bias=bias,
+            ),
         )
         self.output_conv = Conv[Conv.CONV, spatial_dims](features[0], out_channels, kernel_size=1, bias=True)
 

@@ -15,6 +15,7 @@ import torch.nn as nn
 from monai.networks.blocks import ADN, Convolution, UpSample
 from monai.networks.layers.factories import Conv
 
+from ._blocks import decoder_stages
 from ._input_checks import check_divisible_input, check_network_arguments, check_upsample_mode, dropout_or_none
 
 __all__ = ["PreActivationResidualUnit", "ResUNet"]
@@ -156,29 +157,25 @@ class ResUNet(nn.Module):
             )
         # the last one is the paper's "bridge"
         self.encoder = nn.ModuleList(units)
-        self.upsamplers = nn.ModuleList(
-            [
-                UpSample(
-                    spatial_dims,
-                    features[level + 1],
-                    features[level + 1],
-                    scale_factor=2,
-                    mode=upsample,
-                    pre_conv=None,
-                    interp_mode="nearest",
-                    align_corners=None,
-                    bias=bias,
-                )
-                for level in reversed(range(self.depth))
-            ]
+        self.upsamplers = decoder_stages(
+            features,
+            lambda in_chns, _: UpSample(
+                spatial_dims,
+                in_chns,
+                in_chns,
+                scale_factor=2,
+                mode=upsample,
+                pre_conv=None,
+                interp_mode="nearest",
+                align_corners=None,
+                bias=bias,
+            ),
         )
-        self.decoder = nn.ModuleList(
-            [
-                PreActivationResidualUnit(
-                    spatial_dims, features[level + 1] + features[level], features[level], 1, act, norm, dropout, bias
-                )
-                for level in reversed(range(self.depth))
-            ]
+        self.decoder = decoder_stages(
+            features,
+            lambda in_chns, out_chns: PreActivationResidualUnit(
+                spatial_dims, in_chns + out_chns, out_chns, 1, act, norm, dropout, bias
+            ),
         )
         self.output_conv = Conv[Conv.CONV, spatial_dims](features[0], out_channels, kernel_size=1)
 

@@ -21,7 +21,7 @@ from monai.networks.blocks import Convolution
 from monai.networks.layers.factories import Conv, Pool
 from monai.networks.layers.utils import get_dropout_layer
 
-from ._blocks import unet_upsampling
+from ._blocks import decoder_stages, encoder_stages, unet_upsampling
 from ._input_checks import check_input_shape, check_network_arguments, check_upsample_mode, dropout_or_none
 from .unet2015_geometry import (  # noqa: F401 (the *_MODES stay importable from here)
     PADDING_MODES,
@@ -319,30 +319,25 @@ class UNet2015(nn.Module):
         self._shrink = _shrink_per_double_conv(padding)
 
         self.input_block = DoubleConv(spatial_dims, in_channels, features[0], act, norm, padding, bias)
-        self.down_blocks = nn.ModuleList(
-            [
-                Down(spatial_dims, features[level], features[level + 1], act, norm, padding, bias)
-                for level in range(self.depth)
-            ]
+        self.down_blocks = encoder_stages(
+            features, lambda in_chns, out_chns: Down(spatial_dims, in_chns, out_chns, act, norm, padding, bias)
         )
         # dropout_dim=1 gives element-wise nn.Dropout (Caffe's layer) instead of MONAI's channel-wise Dropout2d/3d.
         dropout = dropout_or_none(dropout)
         self.bottom_dropout = nn.Identity() if dropout is None else get_dropout_layer(dropout, dropout_dim=1)
-        self.up_blocks = nn.ModuleList(
-            [
-                Up(
-                    spatial_dims,
-                    in_channels=features[level + 1],
-                    skip_channels=features[level],
-                    out_channels=features[level],
-                    act=act,
-                    norm=norm,
-                    padding=padding,
-                    upsample=upsample,
-                    bias=bias,
-                )
-                for level in reversed(range(self.depth))
-            ]
+        self.up_blocks = decoder_stages(
+            features,
+            lambda in_chns, out_chns: Up(
+                spatial_dims,
+                in_channels=in_chns,
+                skip_channels=out_chns,
+                out_channels=out_chns,
+                act=act,
+                norm=norm,
+                padding=padding,
+                upsample=upsample,
+                bias=bias,
+            ),
         )
         self.output_conv = Conv[Conv.CONV, spatial_dims](features[0], out_channels, kernel_size=1, bias=True)
         he_initialize_(self)

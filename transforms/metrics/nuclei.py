@@ -219,15 +219,15 @@ class _InstanceMetric(PerImageMetric):
 
     def __init__(
         self,
-        instance_method: str,
-        label_kind: str,
-        min_distance: int,
-        min_size: int,
-        foreground_channel: int,
-        reduction: MetricReduction | str,
-        get_not_nans: bool,
-        smoothing_sigma: float,
-        h: float,
+        instance_method: str = "watershed",
+        label_kind: str = "binary",
+        min_distance: int = 3,
+        min_size: int = 10,
+        foreground_channel: int = 1,
+        reduction: MetricReduction | str = MetricReduction.MEAN,
+        get_not_nans: bool = False,
+        smoothing_sigma: float = 1.0,
+        h: float = 0.5,
     ) -> None:
         super().__init__(reduction=reduction, get_not_nans=get_not_nans)
         if instance_method not in INSTANCE_METHODS:
@@ -276,6 +276,16 @@ class _InstanceMetric(PerImageMetric):
             pairs.append((pred_instances, true_instances))
         return pairs
 
+    def _image_score(self, pred_instances: np.ndarray, true_instances: np.ndarray) -> float:
+        """The metric of one image from its predicted and true instance maps."""
+        raise NotImplementedError
+
+    def _compute_tensor(  # type: ignore[override]
+        self, y_pred: torch.Tensor, y: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        values = [self._image_score(pred, true) for pred, true in self._per_image_pairs(y_pred, y)]
+        return torch.tensor(values, dtype=torch.float32, device=y_pred.device).unsqueeze(1)
+
     @staticmethod
     def _batch_array(data: torch.Tensor, name: str) -> np.ndarray:
         if data.ndim != 4:
@@ -308,35 +318,8 @@ class AggregatedJaccardIndexMetric(_InstanceMetric):
         h: see :func:`nuclei_instances`.
     """
 
-    def __init__(
-        self,
-        instance_method: str = "watershed",
-        label_kind: str = "binary",
-        min_distance: int = 3,
-        min_size: int = 10,
-        foreground_channel: int = 1,
-        reduction: MetricReduction | str = MetricReduction.MEAN,
-        get_not_nans: bool = False,
-        smoothing_sigma: float = 1.0,
-        h: float = 0.5,
-    ) -> None:
-        super().__init__(
-            instance_method=instance_method,
-            label_kind=label_kind,
-            min_distance=min_distance,
-            min_size=min_size,
-            foreground_channel=foreground_channel,
-            reduction=reduction,
-            get_not_nans=get_not_nans,
-            smoothing_sigma=smoothing_sigma,
-            h=h,
-        )
-
-    def _compute_tensor(  # type: ignore[override]
-        self, y_pred: torch.Tensor, y: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        values = [aggregated_jaccard_index(pred, true) for pred, true in self._per_image_pairs(y_pred, y)]
-        return torch.tensor(values, dtype=torch.float32, device=y_pred.device).unsqueeze(1)
+    def _image_score(self, pred_instances: np.ndarray, true_instances: np.ndarray) -> float:
+        return aggregated_jaccard_index(pred_instances, true_instances)
 
 
 class ObjectF1Metric(_InstanceMetric):
@@ -392,14 +375,10 @@ class ObjectF1Metric(_InstanceMetric):
         self.iou_threshold = iou_threshold
         self.metric_name = metric_name
 
-    def _compute_tensor(  # type: ignore[override]
-        self, y_pred: torch.Tensor, y: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        values = [
-            object_detection_scores(pred, true, iou_threshold=self.iou_threshold)[self.metric_name]
-            for pred, true in self._per_image_pairs(y_pred, y)
+    def _image_score(self, pred_instances: np.ndarray, true_instances: np.ndarray) -> float:
+        return object_detection_scores(pred_instances, true_instances, iou_threshold=self.iou_threshold)[
+            self.metric_name
         ]
-        return torch.tensor(values, dtype=torch.float32, device=y_pred.device).unsqueeze(1)
 
 
 class AggregatedJaccardIndex(IgniteMetricHandler):
