@@ -17,6 +17,7 @@ from transforms import (
     early_stop_engine,
     early_stop_score,
     ema_momentum_schedule,
+    read_bundle_metadata,
     training_checkpoint,
 )
 
@@ -141,3 +142,9 @@ def test_training_checkpoint_adds_the_ema_weights_when_there_is_an_ema():
 def test_chain_transforms_flattens_one_level_and_skips_none():
     assert chain_transforms("a", ["b", "c"], None, ("d",), [], "e") == ["a", "b", "c", "d", "e"]
     assert chain_transforms() == []
+
+
+def test_read_bundle_metadata_reads_the_file_or_gives_an_empty_dict(tmp_path):
+    assert read_bundle_metadata(tmp_path / "missing.json") == {}
+    (tmp_path / "metadata.json").write_text('{"name": "x", "version": "0.1.0"}')
+    assert read_bundle_metadata(str(tmp_path / "metadata.json")) == {"name": "x", "version": "0.1.0"}

@@ -21,6 +21,7 @@ from .bundle_config import (
     early_stop_engine,
     early_stop_score,
     ema_momentum_schedule,
+    read_bundle_metadata,
     training_checkpoint,
 )
 from .channels import EnsureChannels, EnsureChannelsd
@@ -131,6 +132,7 @@ __all__ = [
     "early_stop_engine",
     "early_stop_score",
     "ema_momentum_schedule",
+    "read_bundle_metadata",
     "training_checkpoint",
     "BUNDLE_DATASETS",
     "DATA_ENV_VAR",

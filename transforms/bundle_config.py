@@ -21,6 +21,7 @@ __all__ = [
     "early_stop_engine",
     "early_stop_score",
     "ema_momentum_schedule",
+    "read_bundle_metadata",
     "training_checkpoint",
 ]
 
@@ -130,3 +131,13 @@ def chain_transforms(*parts: Any) -> list:
         else:
             chained.append(part)
     return chained
+
+
+def read_bundle_metadata(metadata_file: str | os.PathLike) -> dict:
+    """The bundle's ``metadata.json`` as a dict (``{}`` when the file does not exist, e.g. a config copied out of
+    its bundle), for configs that record the bundle's name and version in their outputs."""
+    if not os.path.isfile(metadata_file):
+        return {}
+    from monai.bundle import ConfigParser
+
+    return ConfigParser.load_config_file(metadata_file)
