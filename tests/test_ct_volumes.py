@@ -1,5 +1,5 @@
 """CT volume input/output of the LG-Net bundle (``transforms/io/``, ``hounsfield.py``, ``inferers/slices.py``,
-``configs/inference_volume.json``).
+``configs/inference_volume.json``, an overlay of ``configs/inference.json``).
 
 Real data: ``volumes/ct_3slice_dicom/ct-3slice`` (a 3-slice CT series, 512x512, slices 1 mm apart, instance numbers
 1-3), ``volumes/monai_testing_data/CT_DICOM`` (4 slices of 16x16: one 202.5 mm away from three contiguous ones),
@@ -48,7 +48,8 @@ from transforms import (
 )
 
 BUNDLE = "lgnet_covid_ct_segmentation"
-CONFIG = "inference_volume.json"
+# inference_volume.json is an overlay of inference.json: only the keys that differ
+CONFIGS = ["inference.json", "inference_volume.json"]
 TINY_FEATURES = [4, 8, 16, 32, 64]
 
 
@@ -406,14 +407,14 @@ SUBPROCESS_ENV = {"OMP_NUM_THREADS": "1"}
 
 
 def run_volumes(overrides: dict) -> subprocess.CompletedProcess:
-    return run_bundle(BUNDLE, [CONFIG], overrides=overrides, env=SUBPROCESS_ENV, capture=True, timeout=600)
+    return run_bundle(BUNDLE, CONFIGS, overrides=overrides, env=SUBPROCESS_ENV, capture=True, timeout=600)
 
 
 def failed_run_output(overrides: dict) -> str:
     """The whole output of a run that must fail (the error is above MONAI's config traceback, out of
     ``run_bundle``'s tail)."""
     result = subprocess.run(
-        bundle_command(BUNDLE, [CONFIG], overrides=overrides),
+        bundle_command(BUNDLE, CONFIGS, overrides=overrides),
         cwd=REPO_ROOT,
         env=bundle_env(SUBPROCESS_ENV),
         capture_output=True,
@@ -426,7 +427,7 @@ def failed_run_output(overrides: dict) -> str:
 
 def parsed_config(**overrides) -> ConfigParser:
     parser = ConfigParser()
-    parser.read_config(REPO_ROOT / "bundles" / BUNDLE / "configs" / CONFIG)
+    parser.read_config([str(REPO_ROOT / "bundles" / BUNDLE / "configs" / name) for name in CONFIGS])
     parser.update({"bundle_root": str(REPO_ROOT / "bundles" / BUNDLE), **overrides})
     return parser
 
@@ -541,7 +542,9 @@ def test_non_hu_volume_is_refused_by_the_default_preprocessing_naming_the_file(v
 
 
 def test_config_defaults_match_the_documented_ones():
-    config = json.loads((REPO_ROOT / "bundles" / BUNDLE / "configs" / CONFIG).read_text())
+    config = {}
+    for name in CONFIGS:  # merged as `--config_file "[...]"` merges them: later files replace whole keys
+        config.update(json.loads((REPO_ROOT / "bundles" / BUNDLE / "configs" / name).read_text()))
     assert config["features"] == [64, 128, 256, 512, 1024] and config["spatial_size"] == [512, 512]
     assert (config["hu_window_level"], config["hu_window_width"]) == (-500.0, 1000.0)
     assert (config["intensity_mode"], config["on_non_ct"], config["on_slice_gap"]) == ("hu_window", "error", "error")

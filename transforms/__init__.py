@@ -6,12 +6,24 @@
 - ``data/``: dataset layouts, datalists, splitting, validation, the patch dataset, output paths;
 - ``inferers/``: tile geometry, overlap-tile, test-time augmentation, slice-by-slice, spatial-dims dispatch;
 - ``metrics/``: EM errors, confusion-matrix and threshold-averaged scores, nuclei AJI/F1, with ignite handlers;
-- ``handlers/``: checkpointing and run-time ignite handlers.
+- ``handlers/``: checkpointing and run-time ignite handlers;
+- ``bundle_config``: named helpers that the configs call instead of long ``$`` expressions.
 
 Bundle configs use the flat names exported here (``transforms.OverlapTileInferer``,
 ``$transforms.folder_datalist(...)``), never module paths, so that modules can move without touching configs.
 """
 
+from .bundle_config import (
+    attach_ema,
+    chain_transforms,
+    checked_folder_datalist,
+    checked_image_datalist,
+    early_stop_engine,
+    early_stop_score,
+    ema_momentum_schedule,
+    read_bundle_metadata,
+    training_checkpoint,
+)
 from .channels import EnsureChannels, EnsureChannelsd
 from .data import (
     BUNDLE_DATASETS,
@@ -113,6 +125,15 @@ from .utils import DataValidationError, natural_sort_key
 from .weight_map import BorderWeightMap, BorderWeightMapd, class_balance_weights
 
 __all__ = [
+    "attach_ema",
+    "chain_transforms",
+    "checked_folder_datalist",
+    "checked_image_datalist",
+    "early_stop_engine",
+    "early_stop_score",
+    "ema_momentum_schedule",
+    "read_bundle_metadata",
+    "training_checkpoint",
     "BUNDLE_DATASETS",
     "DATA_ENV_VAR",
     "DATASET_ALIASES",

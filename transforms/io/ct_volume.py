@@ -1,7 +1,7 @@
 """The CT volume reader: NIfTI files and DICOM series folders, checked, in Hounsfield units.
 
-The LG-Net bundle's network segments 2D axial slices. Its volume configuration (``configs/inference_volume.json``)
-chains pieces of several modules of this package::
+The LG-Net bundle's network segments 2D axial slices. Its volume configuration (``configs/inference_volume.json``, an
+overlay of ``configs/inference.json``) chains pieces of several modules of this package::
 
     volume_datalist(...)                 lists the inputs, checks every DICOM folder / NIfTI header before the run
                                          (data/datalists.py, io/dicom.py, io/nifti.py)
