@@ -53,7 +53,15 @@ from .data import (
     volume_input_root,
 )
 from .elastic import RandPaperElasticd
-from .handlers import AtomicCheckpointSaver, ResumeFromCheckpoint, StopAfterSeconds, atomic_torch_save
+from .handlers import (
+    AtomicCheckpointSaver,
+    CheckedCheckpointLoader,
+    CheckpointMismatchError,
+    ResumeFromCheckpoint,
+    StopAfterSeconds,
+    atomic_torch_save,
+    check_checkpoint_fits,
+)
 from .hounsfield import CheckHounsfieldRange, CheckHounsfieldRanged, CTWindow, CTWindowd, hounsfield_problem
 from .illumination import FlatFieldCorrection, FlatFieldCorrectiond, estimate_background
 from .inferers import (
@@ -77,6 +85,7 @@ from .instances import (
     InstancesToForegroundWithBordersd,
 )
 from .io import (
+    CheckedLoadImaged,
     CTVolumeReader,
     DicomSeriesInfo,
     SaveDicomSegd,
@@ -164,6 +173,9 @@ __all__ = [
     "RandPaperElasticd",
     "AtomicCheckpointSaver",
     "ResumeFromCheckpoint",
+    "CheckedCheckpointLoader",
+    "CheckpointMismatchError",
+    "check_checkpoint_fits",
     "StopAfterSeconds",
     "atomic_torch_save",
     "CheckHounsfieldRange",
@@ -191,6 +203,7 @@ __all__ = [
     "InstancesToForegroundWithBorders",
     "InstancesToForegroundWithBordersd",
     "CTVolumeReader",
+    "CheckedLoadImaged",
     "DicomSeriesInfo",
     "SaveDicomSegd",
     "VolumeNiftiWriter",

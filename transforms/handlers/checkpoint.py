@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import os
+import shlex
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -22,7 +23,14 @@ import torch
 from ignite.engine import Engine, Events
 from monai.handlers import CheckpointLoader
 
-__all__ = ["atomic_torch_save", "AtomicCheckpointSaver", "ResumeFromCheckpoint"]
+__all__ = [
+    "atomic_torch_save",
+    "AtomicCheckpointSaver",
+    "CheckedCheckpointLoader",
+    "CheckpointMismatchError",
+    "ResumeFromCheckpoint",
+    "check_checkpoint_fits",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -149,8 +157,134 @@ class AtomicCheckpointSaver:
         logger.info("epoch %d: new best %s = %.4f, saved %s", epoch, name, value, self.path)
 
 
-class ResumeFromCheckpoint(CheckpointLoader):
+class CheckpointMismatchError(ValueError):
+    """A checkpoint whose parameters do not fit the network built by the config (another width or network)."""
+
+
+def _conv_widths(shapes: Mapping[str, tuple[int, ...]]) -> list[int]:
+    """Output channel counts of the convolution weights (ndim >= 3), in state_dict order."""
+    return [int(shape[0]) for name, shape in shapes.items() if name.endswith("weight") and len(shape) >= 3]
+
+
+def _describe_widths(shapes: Mapping[str, tuple[int, ...]]) -> tuple[str, list[int] | None]:
+    """Text of the channel widths of a state_dict, and its probable ``features`` (first conv width doubled up to
+    the widest conv, the ladder of all the bundles' networks), or None when the widths are no such ladder."""
+    widths = _conv_widths(shapes)
+    if not widths:
+        return "no convolution", None
+    first, widest = widths[0], max(widths)
+    features = None
+    if first > 0 and widest % first == 0 and (widest // first) & (widest // first - 1) == 0:
+        features = [first * 2**level for level in range((widest // first).bit_length())]
+    text = f"channel widths {first}-{widest}"
+    if features is not None:
+        text += f" (features {features})"
+    return text, features
+
+
+def check_checkpoint_fits(
+    network: torch.nn.Module,
+    state_dict: Mapping[str, Any],
+    path: str | os.PathLike,
+    fix_hint: str | None = None,
+    strict: bool = True,
+) -> None:
+    """Raise :class:`CheckpointMismatchError` when ``state_dict`` (read from ``path``) does not fit ``network``.
+
+    Works for any network by comparing the parameter names and shapes of the two state_dicts. The message names
+    the checkpoint, the first parameter whose shape differs (both shapes), the channel widths of the checkpoint
+    and of the network (with their probable ``features`` where the widths double level by level, as in every
+    bundle's network), and how to fix it.
+
+    Args:
+        network: the network built by the config.
+        state_dict: the checkpoint's weights for it.
+        path: the checkpoint file, for the message.
+        fix_hint: what to do; default: pass the checkpoint's ``--features`` or another ``--ckpt_path``.
+        strict: also report missing and unexpected parameter names (as ``load_state_dict(strict=True)``).
+    """
+    network = _unwrap(network)
+    if not isinstance(state_dict, Mapping):
+        raise CheckpointMismatchError(
+            f"checkpoint {path} holds a {type(state_dict).__name__}, not the state_dict of a "
+            f"{type(network).__name__}."
+        )
+    expected = {name: tuple(value.shape) for name, value in network.state_dict().items()}
+    found = {name: tuple(getattr(value, "shape", ())) for name, value in state_dict.items()}
+    mismatched = [name for name in expected if name in found and found[name] != expected[name]]
+    missing = [name for name in expected if name not in found] if strict else []
+    unexpected = [name for name in found if name not in expected] if strict else []
+    if not (mismatched or missing or unexpected):
+        return
+    ckpt_text, ckpt_features = _describe_widths(found)
+    net_text, _ = _describe_widths(expected)
+    lines = [f"checkpoint {path} does not fit the {type(network).__name__} network of this config:"]
+    lines.append(f"  the checkpoint holds {ckpt_text}; the config asks for {net_text}.")
+    if mismatched:
+        name = mismatched[0]
+        lines.append(
+            f"  first mismatch: {name!r} is {list(found[name])} in the checkpoint, {list(expected[name])} in the "
+            f"network ({len(mismatched)} parameter(s) of another shape)."
+        )
+    if missing:
+        lines.append(f"  {len(missing)} parameter(s) of the network are not in the checkpoint, e.g. {missing[0]!r}.")
+    if unexpected:
+        lines.append(
+            f"  {len(unexpected)} parameter(s) of the checkpoint are not in the network, e.g. {unexpected[0]!r}."
+        )
+    if fix_hint is None:
+        features = shlex.quote(str(ckpt_features)) if ckpt_features else "<its features>"
+        fix_hint = (
+            f"run with --features {features} to match the checkpoint, or pass --ckpt_path of a checkpoint "
+            "trained with this config's features."
+        )
+    lines.append(f"  Fix: {fix_hint}")
+    raise CheckpointMismatchError("\n".join(lines))
+
+
+class CheckedCheckpointLoader(CheckpointLoader):
+    """MONAI ``CheckpointLoader`` (same arguments) whose failure on a checkpoint of another width or network is a
+    :class:`CheckpointMismatchError` naming the file, both widths and the fix, instead of PyTorch's raw
+    ``Error(s) in loading state_dict``. Checks run only when loading fails, so a good checkpoint costs nothing."""
+
+    def _fix_hint(self, features: list[int] | None) -> str | None:
+        return None
+
+    def _explain_failure(self) -> None:
+        """Raise a :class:`CheckpointMismatchError` if the checkpoint does not fit a module of ``load_dict``."""
+        checkpoint = torch.load(self.load_path, map_location="cpu", weights_only=True)
+        first = next(iter(self.load_dict))
+        if len(self.load_dict) == 1 and (not isinstance(checkpoint, Mapping) or first not in checkpoint):
+            checkpoint = {first: checkpoint}
+        for name, obj in self.load_dict.items():
+            if isinstance(obj, torch.nn.Module) and name in checkpoint:
+                found = checkpoint[name]
+                shapes = (
+                    {key: tuple(getattr(value, "shape", ())) for key, value in found.items()}
+                    if isinstance(found, Mapping)
+                    else {}
+                )
+                hint = self._fix_hint(_describe_widths(shapes)[1])
+                check_checkpoint_fits(obj, found, self.load_path, fix_hint=hint, strict=self.strict)
+
+    def __call__(self, engine: Engine) -> None:
+        try:
+            super().__call__(engine)
+        except RuntimeError as error:
+            if "loading state_dict" not in str(error):
+                raise
+            try:
+                self._explain_failure()
+            except CheckpointMismatchError as mismatch:
+                raise mismatch from error
+            raise
+
+
+class ResumeFromCheckpoint(CheckedCheckpointLoader):
     """MONAI ``CheckpointLoader`` that starts fresh when the checkpoint does not exist yet.
+
+    A checkpoint of another width (a stale ``checkpoint_last.pt`` of an earlier run) raises a
+    :class:`CheckpointMismatchError` naming the file, both widths, and ``--resume False``/another ``ckpt_dir``.
 
     Attach it to the trainer with the same ``load_dict`` that :class:`AtomicCheckpointSaver` saves: a run
     restarted after being killed loads network, optimizer, scheduler and trainer state (epoch and iteration
@@ -161,6 +295,13 @@ class ResumeFromCheckpoint(CheckpointLoader):
         load_dict = {name: _unwrap(obj) for name, obj in load_dict.items()}
         super().__init__(load_path=str(load_path), load_dict=load_dict, **kwargs)
         self.enabled = enabled
+
+    def _fix_hint(self, features: list[int] | None) -> str | None:
+        features_text = shlex.quote(str(features)) if features else "<its features>"
+        return (
+            f"this is a stale checkpoint of an earlier run; start fresh with --resume False or another --ckpt_dir, "
+            f"or continue that run with --features {features_text}."
+        )
 
     def __call__(self, engine: Engine) -> None:
         if not self.enabled or not os.path.isfile(self.load_path):

@@ -6,12 +6,13 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ..utils import DataValidationError
 
-__all__ = ["read_image_header", "read_image_array"]
+__all__ = ["read_image_header", "read_image_array", "unreadable_image_message"]
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 
@@ -45,6 +46,15 @@ class ImageHeader:
     channels: int
     dtype: np.dtype
     description: str
+
+
+def unreadable_image_message(path: Any, accepted: str, reason: str = "") -> str:
+    """``cannot read image file <path>: ... not a readable image (<accepted>)``; an empty file is called so."""
+    path = str(path)
+    empty = os.path.isfile(path) and os.path.getsize(path) == 0
+    what = "an empty file (0 bytes), not a readable image" if empty else "not a readable image"
+    text = f"cannot read image file {path}: it is {what} ({accepted})"
+    return f"{text}; {reason}" if reason else text
 
 
 def _is_tiff(path: Path) -> bool:
@@ -125,7 +135,8 @@ def _read_with(path: str | os.PathLike, tiff_reader, pillow_reader):
             except Exception:
                 raise tiff_error from None
     except Exception as error:  # readers raise many types (OSError, ValueError, SyntaxError, zlib.error...)
-        raise DataValidationError(f"cannot read image file {path}: {type(error).__name__}: {error}") from error
+        reason = f"{type(error).__name__}: {error}"
+        raise DataValidationError(unreadable_image_message(path, "PNG, JPEG, TIFF", reason)) from error
 
 
 def read_image_header(path: str | os.PathLike) -> ImageHeader:
