@@ -67,6 +67,8 @@ from .illumination import FlatFieldCorrection, FlatFieldCorrectiond, estimate_ba
 from .inferers import (
     AxialSliceInferer,
     OverlapTileInferer,
+    Precision,
+    PrecisionInferer,
     ResizedSliceNetwork,
     SpatialDimsDispatchd,
     SpatialDimsDispatchInferer,
@@ -77,6 +79,7 @@ from .inferers import (
     estimate_activation_bytes,
     meta_copy_state,
     probe_tile_geometry,
+    select_precision,
 )
 from .instances import (
     InstancesFromBinary,
@@ -188,6 +191,9 @@ __all__ = [
     "estimate_background",
     "AxialSliceInferer",
     "OverlapTileInferer",
+    "Precision",
+    "PrecisionInferer",
+    "select_precision",
     "ResizedSliceNetwork",
     "SpatialDimsDispatchd",
     "SpatialDimsDispatchInferer",

@@ -10,6 +10,7 @@ from .geometry import (
     probe_tile_geometry,
 )
 from .overlap_tile import OverlapTileInferer
+from .precision import Precision, PrecisionInferer, cpu_bf16_units, select_precision, to_float32
 from .slices import AxialSliceInferer, ResizedSliceNetwork
 from .tta import TTA_TRANSFORMS, SplitUncertaintyd, TestTimeAugmentationInferer
 
@@ -23,6 +24,11 @@ __all__ = [
     "probe_tile_geometry",
     "estimate_activation_bytes",
     "OverlapTileInferer",
+    "Precision",
+    "PrecisionInferer",
+    "cpu_bf16_units",
+    "select_precision",
+    "to_float32",
     "ResizedSliceNetwork",
     "AxialSliceInferer",
     "TTA_TRANSFORMS",

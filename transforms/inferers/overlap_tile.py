@@ -326,7 +326,9 @@ class OverlapTileInferer(Inferer):
             predicted = network(tiles, *args, **kwargs)
             if output is None:
                 crop = self._output_crop(predicted, tile, context)
-                output = torch.empty((batch, predicted.shape[1], *image_size), dtype=predicted.dtype, device=device)
+                # fp32 at least: under autocast the tiles come back in bf16/fp16
+                dtype = torch.promote_types(predicted.dtype, torch.float32)
+                output = torch.empty((batch, predicted.shape[1], *image_size), dtype=dtype, device=device)
             valid_region = tuple(slice(c, c + t - 2 * k) for c, t, k in zip(crop, tile, context, strict=True))
             valid = predicted[(slice(None), slice(None)) + valid_region].to(device)
             for item, (sample, position) in enumerate(chunk):
