@@ -32,6 +32,8 @@ from medseg_tools.benchmark.cases.attention_resunet import (
     attention_resunet,
     phase_contrast_networks,
 )
+from medseg_tools.benchmark.cases.bundle_inference import bundle_inference
+from medseg_tools.benchmark.cases.epoch import epoch, timed_epoch, transform_timer
 from medseg_tools.benchmark.cases.lgnet_memory import (
     LGNET_MEMORY_TARGET_GIB,
     lgnet_memory,
@@ -81,6 +83,10 @@ __all__ = [
     "lgnet_memory",
     "lgnet_training_step_memory",
     "write_results",
+    "epoch",
+    "bundle_inference",
+    "timed_epoch",
+    "transform_timer",
     "PAPER_FEATURES",
     "ATTENTION_FEATURES",
     "LGNET_MEMORY_TARGET_GIB",
