@@ -37,6 +37,7 @@ from medseg_tools.benchmark.cases.lgnet_memory import (
     lgnet_memory,
     lgnet_training_step_memory,
 )
+from medseg_tools.benchmark.cases.precision import RECIPES, NetworkRecipe, precision
 from medseg_tools.benchmark.cases.unet2015 import PAPER_FEATURES, unet2015
 from medseg_tools.benchmark.cases.unet2015_baseline import (
     NaiveUNet,
@@ -80,6 +81,9 @@ __all__ = [
     "peak_rss_of",
     "lgnet_memory",
     "lgnet_training_step_memory",
+    "precision",
+    "NetworkRecipe",
+    "RECIPES",
     "write_results",
     "PAPER_FEATURES",
     "ATTENTION_FEATURES",
