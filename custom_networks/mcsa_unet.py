@@ -29,6 +29,7 @@ from monai.networks.nets.basic_unet import TwoConv
 
 from ._blocks import decoder_stages, unet_upsampling
 from ._input_checks import check_divisible_input, check_network_arguments, check_positive_int, check_upsample_mode
+from ._reductions import GlobalAvgPool, mean_over
 
 __all__ = [
     "ChannelAttentionGate",
@@ -38,26 +39,6 @@ __all__ = [
     "UpConcat",
     "MCSAUNet",
 ]
-
-
-def _spatial_axes(x: torch.Tensor) -> List[int]:
-    return list(range(2, x.dim()))
-
-
-def _mean_over(x: torch.Tensor, dims: List[int]) -> torch.Tensor:
-    """``x.mean(dims, keepdim=True)`` computed as a sum divided by the count.
-
-    Why: on a CPU ``torch.mean`` (and ``adaptive_avg_pool``) of a bf16 tensor first copies the whole tensor to fp32,
-    a full-size copy in every CSA module under bf16 autocast, and its backward writes a full-size divided gradient.
-    ``torch.sum`` accumulates bf16 in fp32 without the copy, its backward is a broadcast view, and the division runs on
-    the small pooled map. The math is the mean's (fp32 accumulation, then the division); in bf16 the sum is rounded
-    before the division, which changes nothing when the count is a power of two (every width and patch size of the
-    bundles) and at most one bf16 rounding otherwise.
-    """
-    count = 1
-    for dim in dims:
-        count *= x.shape[dim]
-    return torch.sum(x, dim=dims, keepdim=True) / count
 
 
 class ChannelAttentionGate(nn.Module):
@@ -90,6 +71,8 @@ class ChannelAttentionGate(nn.Module):
         super().__init__()
         check_positive_int("ChannelAttentionGate", "reduction_ratio", reduction_ratio)
         hidden = max(1, channels // reduction_ratio)
+        # a sum / count instead of AdaptiveAvgPool: no full-size fp32 copy of a bf16 map (see _reductions)
+        self.avg_pool = GlobalAvgPool()
         self.max_pool = Pool[Pool.ADAPTIVEMAX, spatial_dims](1)
         self.mlp = nn.Sequential(
             Conv[Conv.CONV, spatial_dims](channels, hidden, kernel_size=1, bias=bias),
@@ -98,9 +81,7 @@ class ChannelAttentionGate(nn.Module):
         )
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(
-            self.mlp(_mean_over(features, _spatial_axes(features))) + self.mlp(self.max_pool(features))
-        )
+        return torch.sigmoid(self.mlp(self.avg_pool(features)) + self.mlp(self.max_pool(features)))
 
 
 class SpatialAttentionGate(nn.Module):
@@ -136,7 +117,7 @@ class SpatialAttentionGate(nn.Module):
         )
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        pooled = torch.cat([_mean_over(features, [1]), torch.amax(features, dim=1, keepdim=True)], dim=1)
+        pooled = torch.cat([mean_over(features, [1]), torch.amax(features, dim=1, keepdim=True)], dim=1)
         return torch.sigmoid(self.conv(pooled))
 
 

@@ -93,7 +93,7 @@ def _selected(networks: str | Sequence[str]) -> list[str]:
     if isinstance(networks, str):
         networks = list(RECIPES) if networks == "all" else [n for n in networks.split(",") if n.strip()]
     by_key = {name.lower(): name for name in RECIPES} | {r.bundle: name for name, r in RECIPES.items()}
-    chosen = [by_key.get(str(n).strip().lower(), by_key.get(str(n).strip())) for n in networks]
+    chosen = [by_key.get(str(n).strip().lower()) for n in networks]
     if not chosen or None in chosen:
         raise ValueError(f"unknown network(s) in {networks!r}; choose from {list(RECIPES)} (or their bundles).")
     return list(dict.fromkeys(chosen))
@@ -104,7 +104,7 @@ def _widths(recipe_features: Sequence[int], paper: Sequence[int], which: str, di
     if which not in ("both", "recipe", "paper"):
         raise ValueError(f"widths must be 'both', 'recipe' or 'paper', got {which!r}.")
     recipe, paper = (tuple(max(1, int(f) // divisor) for f in fs) for fs in (recipe_features, paper))
-    if recipe == paper and which == "both":
+    if recipe == paper:
         return {"recipe = paper": recipe}
     return {label: fs for label, fs in (("recipe", recipe), ("paper", paper)) if which in (label, "both")}
 
@@ -271,19 +271,49 @@ def _group(
         flops_by_shape.setdefault(call, convolution_flops(evaluated, call))
     infer_flops = sum(flops_by_shape[call] for call in calls)
     summaries = {case.name: summarize_seconds(seconds[case.name], case.flops or infer_flops) for case in cases}
-    peak = {"fp32": summaries[peaks[0].name], "bf16": summaries[peaks[1].name]}
+    summaries["peak fp32"], summaries["peak bf16"] = summaries[peaks[0].name], summaries[peaks[1].name]
+    train_work = f"{shape[0]} x {shape[1]}x{shape[2]}x{shape[3]}, {type(loss).__name__}"
+    rows = _rows(name, recipe, width, features, summaries, train_work, _inference_work(image, source, inner, calls))
     if compile_info and "first_call_s" in compile_info:
-        compile_info["compile_s"] = compile_info["first_call_s"] - summaries["infer bf16 compiled"]["median_s"]
-        compile_info["speedup_vs_eager_bf16"] = (
-            summaries["infer bf16"]["median_s"] / summaries["infer bf16 compiled"]["median_s"]
-        )
+        compiled = summaries["infer bf16 compiled"]
+        rows[-1]["bf16_compiled"] = compiled
+        compile_info["compile_s"] = compile_info["first_call_s"] - compiled["median_s"]
+        compile_info["speedup_vs_eager_bf16"] = summaries["infer bf16"]["median_s"] / compiled["median_s"]
+    agreement = _relative_difference(outputs["infer bf16"], outputs["infer fp32"])
+    agreement["decision_disagreement"] = _decision_disagreement(outputs["infer bf16"], outputs["infer fp32"])
+    return {
+        "network": name,
+        "bundle": recipe.bundle,
+        "width": width,
+        "features": list(features),
+        "parameters": sum(p.numel() for p in network.parameters()),
+        "image": {"source": source, "shape": list(image.shape)},
+        "training_batch": list(shape),
+        "peak": {"fp32": summaries["peak fp32"], "bf16": summaries["peak bf16"]},
+        "rows": rows,
+        "agreement": agreement,
+        "torch_compile": compile_info,
+    }
+
+
+def _rows(
+    name: str,
+    recipe: NetworkRecipe,
+    width: str,
+    features: tuple[int, ...],
+    summaries: dict[str, dict],
+    train_work: str,
+    infer_work: str,
+) -> list[dict[str, Any]]:
+    """The training-step and inference rows of one group: both precisions, the ratio, fractions of the peaks of the
+    same precision and the verdict (``None`` where no target applies: the paper's width of a network whose targets
+    hold at the recipe's width only)."""
     with_targets = width != "paper" or recipe.targets_at_paper_width
     rows = []
-    for kind, target, work in (
-        ("train step", recipe.training_target, f"{shape[0]} x {shape[1]}x{shape[2]}x{shape[3]}, {type(loss).__name__}"),
-        ("inference", recipe.inference_target, _inference_work(image, source, inner, calls)),
+    for kind, prefix, target, work in (
+        ("train step", "train", recipe.training_target, train_work),
+        ("inference", "infer", recipe.inference_target, infer_work),
     ):
-        prefix = "train" if kind == "train step" else "infer"
         fp32, bf16 = summaries[f"{prefix} fp32"], summaries[f"{prefix} bf16"]
         ratio = fp32["median_s"] / bf16["median_s"]
         rows.append(
@@ -297,29 +327,13 @@ def _group(
                 "bf16": bf16,
                 "ratio": ratio,
                 "ratio_min": fp32["min_s"] / bf16["min_s"],
-                "fp32_fraction_of_peak": fp32["gflops_at_median"] / peak["fp32"]["gflops_at_median"],
-                "bf16_fraction_of_peak": bf16["gflops_at_median"] / peak["bf16"]["gflops_at_median"],
+                "fp32_fraction_of_peak": fp32["gflops_at_median"] / summaries["peak fp32"]["gflops_at_median"],
+                "bf16_fraction_of_peak": bf16["gflops_at_median"] / summaries["peak bf16"]["gflops_at_median"],
                 "target": target if with_targets else None,
                 "passed": (ratio >= target) if with_targets else None,
             }
         )
-        if kind == "inference" and compile_info and "compile_s" in compile_info:
-            rows[-1]["bf16_compiled"] = summaries["infer bf16 compiled"]
-    agreement = _relative_difference(outputs["infer bf16"], outputs["infer fp32"])
-    agreement["decision_disagreement"] = _decision_disagreement(outputs["infer bf16"], outputs["infer fp32"])
-    return {
-        "network": name,
-        "bundle": recipe.bundle,
-        "width": width,
-        "features": list(features),
-        "parameters": sum(p.numel() for p in network.parameters()),
-        "image": {"source": source, "shape": list(image.shape)},
-        "training_batch": list(shape),
-        "peak": peak,
-        "rows": rows,
-        "agreement": agreement,
-        "torch_compile": compile_info,
-    }
+    return rows
 
 
 def _inference_work(image: torch.Tensor, source: str, inferer: Any, calls: list[tuple[int, ...]]) -> str:
