@@ -410,7 +410,8 @@ def precision(
         train_patch_size: side of the training patches (default: the bundle's; a valid tile for UNet2015).
         image_size: center-crop the real image to this side (default: the whole image, as the bundle infers).
         width_divisor: divide every width by this (default 1; 8 with ``small``).
-        small: seconds instead of minutes (tests): widths / 8, one 64-px patch, a 64-px image, a small peak.
+        small: seconds instead of minutes (tests): widths / 8, one 64-px patch, a 64-px image, a small peak;
+            its ratios and verdicts say nothing about the real sizes (tiny layers are overhead-bound).
         torch_compile: also time a compiled bf16 model (inference).
         peak_channels: channels of the dense reference convolution (default 256).
         peak_size: its spatial size (default 128).
