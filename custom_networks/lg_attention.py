@@ -13,6 +13,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ._reductions import same_memory_format
 from .pixel_correlation import PixelCorrelation
 
 __all__ = ["LocalGlobalAttention", "pixel_weighted_aggregation", "split_orthants", "merge_orthants"]
@@ -202,7 +203,9 @@ class LocalGlobalAttention(nn.Module):
             split_orthants(theta, self.spatial_dims), split_orthants(pooled, self.spatial_dims)
         )
         local_map = merge_orthants(local_parts, self.spatial_dims)
-        fused = pixel_weighted_aggregation(local_map, global_map)
+        # the PCM's matrix products leave the map channels-first: take x's layout here, on the small pooled map, so
+        # that the interpolation and the product with x run contiguous (a mixed-layout product is several times slower)
+        fused = same_memory_format(pixel_weighted_aggregation(local_map, global_map), x)
         if grid != input_size:
             mode = "bilinear" if self.spatial_dims == 2 else "trilinear"
             fused = F.interpolate(fused, size=input_size, mode=mode, align_corners=False)

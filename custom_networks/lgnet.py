@@ -36,6 +36,7 @@ from ._input_checks import (
     check_upsample_mode,
     dropout_or_none,
 )
+from ._reductions import GlobalAvgPool
 from .gradient_checkpointing import CheckpointableBlock
 from .lg_attention import (
     LocalGlobalAttention,
@@ -177,6 +178,9 @@ class RSEBlock(nn.Module):
             adn_ordering="DN",
         )
         self.squeeze_excitation = ChannelSELayer(spatial_dims, channels, r=min(reduction, channels))
+        # the same global average without torch.mean's full-size fp32 copy of a bf16 map (no parameters: checkpoints
+        # are unchanged)
+        self.squeeze_excitation.avg_pool = GlobalAvgPool()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.squeeze_excitation(self.conv(self.projection(x)))

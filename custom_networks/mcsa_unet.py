@@ -29,6 +29,7 @@ from monai.networks.nets.basic_unet import TwoConv
 
 from ._blocks import decoder_stages, unet_upsampling
 from ._input_checks import check_divisible_input, check_network_arguments, check_positive_int, check_upsample_mode
+from ._reductions import GlobalAvgPool, mean_over
 
 __all__ = [
     "ChannelAttentionGate",
@@ -70,7 +71,8 @@ class ChannelAttentionGate(nn.Module):
         super().__init__()
         check_positive_int("ChannelAttentionGate", "reduction_ratio", reduction_ratio)
         hidden = max(1, channels // reduction_ratio)
-        self.avg_pool = Pool[Pool.ADAPTIVEAVG, spatial_dims](1)
+        # a sum / count instead of AdaptiveAvgPool: no full-size fp32 copy of a bf16 map (see _reductions)
+        self.avg_pool = GlobalAvgPool()
         self.max_pool = Pool[Pool.ADAPTIVEMAX, spatial_dims](1)
         self.mlp = nn.Sequential(
             Conv[Conv.CONV, spatial_dims](channels, hidden, kernel_size=1, bias=bias),
@@ -115,9 +117,7 @@ class SpatialAttentionGate(nn.Module):
         )
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        pooled = torch.cat(
-            [torch.mean(features, dim=1, keepdim=True), torch.amax(features, dim=1, keepdim=True)], dim=1
-        )
+        pooled = torch.cat([mean_over(features, [1]), torch.amax(features, dim=1, keepdim=True)], dim=1)
         return torch.sigmoid(self.conv(pooled))
 
 

@@ -1,5 +1,6 @@
-"""scripts/benchmark.py: FLOP counts, the naive baseline (network and fixed-tile loop), interleaved timing, and a
-tiny end-to-end run of the ``unet2015`` subcommand through its command line."""
+"""scripts/benchmark.py: FLOP counts, the naive baseline (network and fixed-tile loop), interleaved timing, a
+tiny end-to-end run of the ``unet2015`` subcommand through its command line, and small runs of the ``precision``
+benchmark (fp32 against bf16 autocast) on the bundles' real images."""
 
 import functools
 import json
@@ -14,6 +15,7 @@ import torch.nn as nn
 from custom_networks.unet2015 import UNet2015, is_valid_tile_size
 from medseg_tools import benchmark
 from medseg_tools.benchmark.cases import unet2015 as unet2015_case
+from tests.conftest import require_dataset
 from transforms.inferers import OverlapTileInferer
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -40,6 +42,11 @@ def test_dense_conv_peak_case_counts_its_work():
     case.run()
     with pytest.raises(ValueError, match="channels"):
         benchmark.dense_conv_peak_case(channels=0)
+    bf16 = benchmark.dense_conv_peak_case(channels=4, size=6, calls=2, precision="bf16")
+    assert bf16.flops == case.flops and "bf16" in bf16.name and "bf16" not in case.name
+    bf16.run()
+    with pytest.raises(ValueError, match="precision"):
+        benchmark.dense_conv_peak_case(precision="fp16")
 
 
 def test_naive_unet_with_copied_weights_equals_unet2015():
@@ -244,3 +251,80 @@ def test_lgnet_memory_reports_a_failing_child_and_bad_arguments():
         benchmark.lgnet_memory(image_size=0)
     with pytest.raises(ValueError, match="target_gib"):
         benchmark.lgnet_memory(target_gib=0)
+
+
+def test_unet2015_benchmark_in_bf16_compares_with_the_bf16_peak():
+    tiny = {"image_size": 48, "features": TINY_FEATURES, "baseline_tile": 68, "quiet": True}
+    runs = {"repeats": 1, "warmup": 0, "train_repeats": 1, "torch_compile": False, "threads": 1}
+    results = benchmark.unet2015(**tiny, **runs, peak_channels=8, peak_size=16, precision="bf16")
+    names = results["case_names"]
+    assert results["settings"]["precision"] == "bf16"
+    assert "bf16" in names["peak"] and "bf16 autocast" in names["ours"] and "bf16 autocast" in names["baseline"]
+    peak = results["inference"][names["peak"]]["gflops_at_median"]
+    ours = results["inference"][names["ours"]]["gflops_at_median"]
+    assert results["ratios"]["ours_fraction_of_peak_median"] == pytest.approx(ours / peak)
+    assert results["targets"]["agreement"]["target"] == unet2015_case.AGREEMENT_TOLERANCE["bf16"]
+    assert all("bf16 autocast" in name for name in results["training"]["steps"])
+    with pytest.raises(ValueError, match="precision"):
+        benchmark.unet2015(**tiny, precision="fp16")
+
+
+def test_precision_benchmark_reports_both_precisions_ratios_and_peaks(tmp_path, capsys):
+    for name in ("isbi2012_em", "monuseg2018"):
+        require_dataset(name)
+    json_out = tmp_path / "precision.json"
+    networks = "unet2015,mcsa_unet_nuclei_segmentation"  # names are case-insensitive; bundle names work too
+    results = benchmark.precision(networks, small=True, repeats=2, warmup=0, threads=1, json_out=str(json_out))
+    assert json.loads(json_out.read_text())["groups"][0]["rows"][0]["ratio"] == results["groups"][0]["rows"][0]["ratio"]
+    # UNet2015's recipe is the paper's width: one group; MCSA-UNet's recipe (16-256) is narrower than the paper's
+    assert [(g["network"], g["width"], g["features"]) for g in results["groups"]] == [
+        ("UNet2015", "recipe = paper", [8, 16, 32, 64, 128]),
+        ("MCSAUNet", "recipe", [2, 4, 8, 16, 32]),
+        ("MCSAUNet", "paper", [8, 16, 32, 64, 128]),
+    ]
+    unet, mcsa, mcsa_paper = results["groups"]
+    # the real validation images through the bundles' preprocessing, center-cropped to 64 px
+    assert unet["image"] == {"source": "isbi2012_em/20", "shape": [1, 1, 64, 64]}
+    assert mcsa["image"] == {"source": "monuseg2018/TCGA-50-5931-01Z-00-DX1", "shape": [1, 3, 64, 64]}
+    assert unet["training_batch"] == [1, 1, 188, 188]  # a 64-px patch rounds up to UNet2015's smallest valid tile
+    assert mcsa["training_batch"] == [1, 3, 64, 64]
+    for group in results["groups"]:
+        peak = group["peak"]
+        assert set(peak) == {"fp32", "bf16"}
+        assert peak["fp32"]["gflop"] == peak["bf16"]["gflop"] == pytest.approx(2 * 16 * 16 * 9 * 32 * 32 / 1e9)
+        assert all(peak[p]["gflops_at_median"] > 0 and len(peak[p]["samples_s"]) == 2 for p in peak)
+        assert [row["case"] for row in group["rows"]] == ["train step", "inference"]
+        for row in group["rows"]:
+            fp32, bf16 = row["fp32"], row["bf16"]
+            assert fp32["gflop"] == bf16["gflop"] > 0 and len(fp32["samples_s"]) == len(bf16["samples_s"]) == 2
+            assert row["ratio"] == pytest.approx(fp32["median_s"] / bf16["median_s"])
+            for p in ("fp32", "bf16"):
+                fraction = row[p]["gflops_at_median"] / peak[p]["gflops_at_median"]
+                assert row[f"{p}_fraction_of_peak"] == pytest.approx(fraction)
+        assert 0 <= group["agreement"]["decision_disagreement"] <= 1
+    # FLOPs of what ran: one 252-px tile for a 64-px image (64 + 2 x 92 rounded up to a valid tile)
+    net = UNet2015(features=(8, 16, 32, 64, 128)).eval()
+    assert unet["rows"][1]["fp32"]["gflop"] == pytest.approx(benchmark.convolution_flops(net, (1, 1, 252, 252)) / 1e9)
+    assert unet["rows"][0]["fp32"]["gflop"] == pytest.approx(
+        benchmark.convolution_flops(net.train(), (1, 1, 188, 188), backward=True) / 1e9
+    )
+    # targets: UNet2015 at both widths, the others at the recipe's width only
+    rows = unet["rows"] + mcsa["rows"] + mcsa_paper["rows"]
+    assert [row["target"] for row in rows] == [2.5, 2.8, 1.8, 2.0, None, None]
+    assert all(row["passed"] == (row["ratio"] >= row["target"]) for row in rows[:4])
+    assert all(row["passed"] is None for row in rows[4:])
+    assert results["passed"] == all(row["passed"] for row in rows[:4])
+    printed = capsys.readouterr().out
+    assert "fp32 GFLOP/s" in printed and "bf16 GFLOP/s" in printed and "bf16/fp32" in printed
+    rows_printed = [line for line in printed.splitlines() if line.startswith("MCSAUNet") and "train step" in line]
+    verdicts = [line.split()[-1] for line in rows_printed]
+    assert verdicts[0] in ("PASS", "FAIL") and verdicts[1] == "-"  # recipe width: a verdict; paper width: none
+
+
+def test_precision_benchmark_rejects_bad_choices():
+    with pytest.raises(ValueError, match="unknown network"):
+        benchmark.precision(networks="VNet")
+    with pytest.raises(ValueError, match="widths"):
+        benchmark.precision(networks="UNet2015", widths="half")
+    with pytest.raises(ValueError, match="train_batch_size"):
+        benchmark.precision(networks="UNet2015", train_batch_size=0)

@@ -5,6 +5,9 @@
     python scripts/benchmark.py unet2015 --features "[16,32,64,128,256]" --repeats 3 --torch_compile False
     python scripts/benchmark.py unet2015 --threads 2 --json_out outputs/benchmark_unet2015.json
     python scripts/benchmark.py lgnet_memory                           # peak RSS of an LG-Net training step
+    python scripts/benchmark.py precision --threads 1                  # fp32 vs bf16 autocast, every bundle's network
+    python scripts/benchmark.py precision --small                      # the same in seconds (tiny widths and sizes)
+    python scripts/benchmark.py unet2015 --precision bf16              # overlap-tile case against the bf16 peak
 
 ``unet2015`` compares, on CPU by default:
 
@@ -21,6 +24,11 @@ other processes hits all cases alike; medians and the ratio of medians are repor
 
 ``lgnet_memory`` measures memory instead of speed: the peak resident set size of one LG-Net training step (the
 paper's batch 4 x 512x512, its loss, Adam) in a fresh process per configuration, against the 16 GB target.
+
+``precision`` times every bundle's network in fp32 and under bf16 autocast (the bundles' ``"amp": true`` on a CPU
+with AMX-BF16): one training step and the inference of one real validation image through the bundle's inferer, at
+the recipe's and the paper's widths, with the GFLOP/s against dense-convolution peaks of both precisions and the
+bf16/fp32 speedups against the targets (:mod:`medseg_tools.benchmark.cases.precision`).
 
 New benchmarks are functions decorated with :func:`register_benchmark`; they become subcommands and can reuse
 :func:`time_interleaved`, :func:`convolution_flops`, :func:`dense_conv_peak_case` and :func:`format_table`.
@@ -39,6 +47,7 @@ from medseg_tools.benchmark.cases.lgnet_memory import (
     lgnet_memory,
     lgnet_training_step_memory,
 )
+from medseg_tools.benchmark.cases.precision import RECIPES, NetworkRecipe, precision
 from medseg_tools.benchmark.cases.unet2015 import PAPER_FEATURES, unet2015
 from medseg_tools.benchmark.cases.unet2015_baseline import (
     NaiveUNet,
@@ -82,6 +91,9 @@ __all__ = [
     "peak_rss_of",
     "lgnet_memory",
     "lgnet_training_step_memory",
+    "precision",
+    "NetworkRecipe",
+    "RECIPES",
     "write_results",
     "epoch",
     "bundle_inference",

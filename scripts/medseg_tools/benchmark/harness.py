@@ -131,17 +131,29 @@ def convolution_flops(network: nn.Module, input_shape: Sequence[int], backward: 
     return float(sum(value for op, value in counts.items() if "convolution" in str(op)))
 
 
+PEAK_PRECISIONS = ("fp32", "bf16")
+
+
 def dense_conv_peak_case(
-    channels: int = 256, size: int = 128, calls: int = 3, name: str = "dense conv peak"
+    channels: int = 256, size: int = 128, calls: int = 3, name: str = "dense conv peak", precision: str = "fp32"
 ) -> TimedCase:
     """A large dense 3x3 convolution (``channels -> channels``, ``size x size``, padding 1, channels-last, batch 1)
-    whose GFLOP/s is the reference "peak" of this machine and thread setting; one ``run`` is ``calls`` calls."""
+    whose GFLOP/s is the reference "peak" of this machine and thread setting; one ``run`` is ``calls`` calls.
+
+    ``precision="bf16"`` runs it with bf16 weights and input, the kernel that bf16 autocast runs for every
+    convolution (on a CPU with AMX-BF16 several times the fp32 peak), so that networks under autocast are compared
+    with the peak of their own precision; the weights are converted once, not per call as autocast would.
+    """
     for label, value in (("channels", channels), ("size", size), ("calls", calls)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"peak {label} must be a positive int, got {value!r}.")
+    if precision not in PEAK_PRECISIONS:
+        raise ValueError(f"peak precision must be one of {PEAK_PRECISIONS}, got {precision!r}.")
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
     generator = torch.Generator().manual_seed(0)
-    conv = nn.Conv2d(channels, channels, kernel_size=3, padding=1).to(memory_format=torch.channels_last)
+    conv = nn.Conv2d(channels, channels, kernel_size=3, padding=1).to(memory_format=torch.channels_last, dtype=dtype)
     image = torch.randn((1, channels, size, size), generator=generator).contiguous(memory_format=torch.channels_last)
+    image = image.to(dtype)
 
     def run() -> None:
         with torch.inference_mode():
@@ -149,7 +161,8 @@ def dense_conv_peak_case(
                 conv(image)
 
     flops = 2.0 * channels * channels * 9 * size * size * calls
-    return TimedCase(f"{name} ({channels}->{channels} ch, {size}x{size}, x{calls})", run, flops)
+    suffix = ", bf16" if precision == "bf16" else ""  # the fp32 name stays what earlier results used
+    return TimedCase(f"{name} ({channels}->{channels} ch, {size}x{size}, x{calls}{suffix})", run, flops)
 
 
 def write_results(results: dict[str, Any], json_out: str | None, quiet: bool = False) -> None:

@@ -48,7 +48,7 @@ def _unet2015_report(results: dict[str, Any]) -> str:
     agreement = results["agreement"]
     lines = [
         f"UNet2015 benchmark: image {settings['image_size'][0]}x{settings['image_size'][1]}, features "
-        f"{settings['features']}, {env['threads']} threads, torch {env['torch']}, {settings['repeats']} interleaved "
+        f"{settings['features']}, {settings.get('precision', 'fp32')}, {env['threads']} threads, torch {env['torch']}, {settings['repeats']} interleaved "
         f"repeats after {settings['warmup']} warm-up (compile took {settings['compile_seconds']:.1f} s)",
         format_table(rows, header),
         "",
@@ -120,4 +120,67 @@ def _attention_resunet_report(results: dict[str, Any]) -> str:
     for name, target in results["targets"].items():
         verdict = "PASS" if target["passed"] else "MISS"
         lines.append(f"{name}: {target['value']:.2f} (target >= {target['target']:.1f}) {verdict}")
+    return "\n".join(lines)
+
+
+def _precision_report(results: dict[str, Any]) -> str:
+    env, settings = results["environment"], results["settings"]
+    lines = [
+        f"Precision benchmark: fp32 vs bf16 autocast ({env['bf16_units'] or 'no bf16 units: emulated'}), "
+        f"{env['threads']} thread(s), torch {env['torch']}, medians of {settings['repeats']} interleaved runs after "
+        f"{settings['warmup']} warm-up" + (", small sizes" if settings["small"] else ""),
+        "",
+        "Dense 3x3 convolution peak, timed with each network's rows:",
+    ]
+    peak_rows = [
+        [
+            group["network"],
+            f"{group['width']} {'-'.join(str(f) for f in (group['features'][0], group['features'][-1]))}",
+            f"{group['peak']['fp32']['gflops_at_median']:.1f}",
+            f"{group['peak']['bf16']['gflops_at_median']:.1f}",
+            f"{group['peak']['fp32']['median_s'] / group['peak']['bf16']['median_s']:.2f}x",
+        ]
+        for group in results["groups"]
+    ]
+    lines.append(format_table(peak_rows, ["network", "width", "fp32 GFLOP/s", "bf16 GFLOP/s", "bf16/fp32"]))
+    header = ["network", "width", "case", "work", "GFLOP", "fp32 ms", "bf16 ms", "fp32 GFLOP/s", "bf16 GFLOP/s"]
+    header += ["bf16/fp32", "target", "verdict"]
+    rows = []
+    for group in results["groups"]:
+        for row in group["rows"]:
+            rows.append(
+                [
+                    row["network"],
+                    row["width"],
+                    row["case"],
+                    row["work"],
+                    f"{row['fp32']['gflop']:.1f}",
+                    f"{row['fp32']['median_s'] * 1e3:.0f}",
+                    f"{row['bf16']['median_s'] * 1e3:.0f}",
+                    f"{row['fp32']['gflops_at_median']:.0f} ({100 * row['fp32_fraction_of_peak']:.0f}%)",
+                    f"{row['bf16']['gflops_at_median']:.0f} ({100 * row['bf16_fraction_of_peak']:.0f}%)",
+                    f"{row['ratio']:.2f}x",
+                    "-" if row["target"] is None else f">= {row['target']}x",
+                    "-" if row["passed"] is None else ("PASS" if row["passed"] else "FAIL"),
+                ]
+            )
+    lines += ["", "GFLOP/s in brackets: % of the peak of the same precision.", format_table(rows, header), ""]
+    for group in results["groups"]:
+        agreement, compiled = group["agreement"], group["torch_compile"]
+        line = (
+            f"{group['network']} ({group['width']}): bf16 vs fp32 inference output max |diff| "
+            f"{agreement['max_abs_diff']:.3g} (max |fp32| {agreement['max_abs_reference']:.3g}), decision differs on "
+            f"{100 * agreement['decision_disagreement']:.3f}% of pixels"
+        )
+        if compiled and "compile_s" in compiled:
+            line += (
+                f"; torch.compile bf16: {compiled['speedup_vs_eager_bf16']:.2f}x eager bf16, compiled in about "
+                f"{compiled['compile_s']:.0f} s"
+            )
+        elif compiled:
+            line += f"; torch.compile failed: {compiled['error']}"
+        lines.append(line)
+    verdict = results["passed"]
+    lines.append("")
+    lines.append(f"overall: {'no targets at these widths' if verdict is None else 'PASS' if verdict else 'FAIL'}")
     return "\n".join(lines)

@@ -1,5 +1,6 @@
 """The ``unet2015`` benchmark: ``OverlapTileInferer`` + ``UNet2015`` against :class:`NaiveUNet` on fixed tiles
-(inference of one image and one training step), and the achieved GFLOP/s against the dense-convolution peak."""
+(inference of one image and one training step), and the achieved GFLOP/s against the dense-convolution peak, in fp32
+or under bf16 autocast (``precision``)."""
 
 from __future__ import annotations
 
@@ -35,10 +36,14 @@ from medseg_tools.benchmark.harness import (
 from medseg_tools.benchmark.report import _unet2015_report
 
 from custom_networks.unet2015 import UNet2015, is_valid_tile_size, unet2015_output_size
-from transforms.inferers import OverlapTileInferer
+from transforms.inferers import OverlapTileInferer, Precision
 
 SPEEDUP_TARGET = 2.5  # overlap-tile inference of a 512x512 image vs. fixed 572 tiles
 PEAK_FRACTION_TARGET = 0.8  # achieved inference GFLOP/s vs. the dense-convolution GFLOP/s of the same run
+PRECISIONS = {"fp32": Precision("cpu", None), "bf16": Precision("cpu", torch.bfloat16)}
+# ours vs the baseline on the grid-aligned tile: the same arithmetic, other kernels; bf16 rounds every layer's output
+# to 8 significant bits, so the two drift apart by far more than fp32's rounding
+AGREEMENT_TOLERANCE = {"fp32": 1e-3, "bf16": 5e-2}
 
 
 class _TileRecorder:
@@ -60,20 +65,25 @@ def _channels_last_caller(network: Callable[[torch.Tensor], torch.Tensor]) -> Ca
     return call
 
 
-def _compile(network: nn.Module, probe: torch.Tensor) -> tuple[Callable[[torch.Tensor], torch.Tensor], float, str]:
+def _compile(
+    network: nn.Module, probe: torch.Tensor, precision: Precision = PRECISIONS["fp32"]
+) -> tuple[Callable[[torch.Tensor], torch.Tensor], float, str]:
     """``torch.compile`` with frozen weights (Inductor folds ReLUs and biases into prepacked oneDNN convolutions);
     falls back to the eager network with a warning when compilation fails. Returns the callable, the compile time
-    (first call on ``probe``) and the mode used."""
+    (first call on ``probe``, under ``precision``'s autocast: the graph is traced in the precision it will run in)
+    and the mode used."""
     import torch._inductor.config as inductor_config
 
     inductor_config.freezing = True  # weights are constants at inference: lets Inductor prepack them
     compiled = torch.compile(network)
     start = time.perf_counter()
     try:
-        with torch.inference_mode():
+        with torch.inference_mode(), precision.autocast():
             compiled(probe)
     except Exception as error:  # a missing C++ compiler or an unsupported backend must not end the benchmark
-        warnings.warn(f"torch.compile failed ({type(error).__name__}: {error}); timing the eager network instead.")
+        warnings.warn(
+            f"torch.compile failed ({type(error).__name__}: {error}); timing the eager network instead.", stacklevel=2
+        )
         return network, 0.0, "eager (compile failed)"
     return compiled, time.perf_counter() - start, "torch.compile (inductor, freezing)"
 
@@ -88,6 +98,7 @@ def unet2015(
     threads: int | None = None,
     channels_last: bool = True,
     torch_compile: bool = True,
+    precision: str = "fp32",
     memory_budget_mb: float | None = 2048.0,
     sw_batch_size: int = 1,
     baseline_tile: int = 572,
@@ -113,6 +124,9 @@ def unet2015(
         threads: intra-op threads (default: PyTorch's choice, one per core).
         channels_last: run ours in channels-last memory format.
         torch_compile: ``torch.compile`` ours for inference (eager fallback if it fails).
+        precision: ``"fp32"`` or ``"bf16"``: run ours and the baseline (inference and training; losses in fp32)
+            under bf16 autocast, and time the dense-convolution peak in bf16, so that "% of peak" compares with the
+            peak of the same precision and the speedup stays implementation against implementation.
         memory_budget_mb: activation budget the inferer picks its tile within (``None``: no limit).
         sw_batch_size: tiles per forward pass of the inferer.
         baseline_tile: fixed input tile of the baseline (572 in the paper).
@@ -129,6 +143,9 @@ def unet2015(
         all settings, timings, FLOP counts, ratios, agreement checks and target verdicts.
     """
     height, width = _spatial_pair(image_size, "image_size")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}.")
+    autocast = PRECISIONS[precision]
     features = tuple(int(f) for f in features)
     train_repeats = repeats if train_repeats is None else train_repeats
     threads_used = configure_threads(threads)
@@ -169,15 +186,16 @@ def unet2015(
     compile_seconds, mode = 0.0, "eager"
     ours_call: Callable[[torch.Tensor], torch.Tensor] = eager_call
     if torch_compile:
-        compiled, compile_seconds, mode = _compile(fast_net, probe)
+        compiled, compile_seconds, mode = _compile(fast_net, probe, autocast)
         ours_call = _channels_last_caller(compiled) if channels_last else compiled
     mode += ", channels-last" if channels_last else ", contiguous"
+    mode += ", bf16 autocast" if autocast.dtype is not None else ""
 
     # One untimed pass of each records the tiles really run (for the FLOP count) and gives the agreement check.
     ours_recorder, baseline_recorder = _TileRecorder(ours_call), _TileRecorder(naive)
-    with torch.inference_mode():
+    with torch.inference_mode(), autocast.autocast():
         ours_output = inferer(image, ours_recorder)
-    with torch.no_grad():
+    with torch.no_grad(), autocast.autocast():
         baseline_output_image, _ = fixed_tile_inference(image, baseline_recorder, baseline_tile, net.border)
     ours_flops = sum(convolution_flops(net, shape) for shape in ours_recorder.shapes)
     baseline_flops = sum(convolution_flops(net, shape) for shape in baseline_recorder.shapes)
@@ -190,23 +208,24 @@ def unet2015(
     }
 
     def run_ours() -> None:
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast.autocast():
             inferer(image, ours_call)
 
     def run_baseline() -> None:
-        with torch.no_grad():
+        with torch.no_grad(), autocast.autocast():
             fixed_tile_inference(image, naive, baseline_tile, net.border)
 
-    peak = dense_conv_peak_case(peak_channels, peak_size, peak_calls)
+    peak = dense_conv_peak_case(peak_channels, peak_size, peak_calls, precision=precision)
     ours_name = f"ours: OverlapTileInferer + UNet2015 ({mode})"
     baseline_name = f"baseline: NaiveUNet, fixed {baseline_tile} tiles, one at a time"
+    baseline_name += ", bf16 autocast" if autocast.dtype is not None else ""
     cases = [peak, TimedCase(ours_name, run_ours, ours_flops), TimedCase(baseline_name, run_baseline, baseline_flops)]
     eager_name = None
     if compare_eager and torch_compile:
         eager_name = "ours without torch.compile (eager)"
 
         def run_ours_eager() -> None:
-            with torch.inference_mode():
+            with torch.inference_mode(), autocast.autocast():
                 inferer(image, eager_call)
 
         cases.insert(2, TimedCase(eager_name, run_ours_eager, ours_flops))
@@ -215,12 +234,12 @@ def unet2015(
 
     training: dict[str, Any] = {}
     if not skip_training:
-        training = _training_comparison(net, naive, baseline_tile, channels_last, train_repeats, warmup, seed)
+        training = _training_comparison(net, naive, baseline_tile, channels_last, train_repeats, warmup, seed, autocast)
 
     peak_gflops = inference[peak.name]["gflops_at_median"]
     speedup = inference[baseline_name]["median_s"] / inference[ours_name]["median_s"]
     peak_fraction = inference[ours_name]["gflops_at_median"] / peak_gflops
-    tolerance = 1e-3
+    tolerance = AGREEMENT_TOLERANCE[precision]
     results: dict[str, Any] = {
         "benchmark": "unet2015",
         "environment": _environment(threads_used),
@@ -232,6 +251,7 @@ def unet2015(
             "train_repeats": train_repeats,
             "channels_last": channels_last,
             "torch_compile": torch_compile,
+            "precision": precision,
             "ours_mode": mode,
             "compile_seconds": compile_seconds,
             "memory_budget_mb": memory_budget_mb,
@@ -283,9 +303,17 @@ def unet2015(
 
 
 def _training_comparison(
-    net: UNet2015, naive: NaiveUNet, tile: int, channels_last: bool, repeats: int, warmup: int, seed: int
+    net: UNet2015,
+    naive: NaiveUNet,
+    tile: int,
+    channels_last: bool,
+    repeats: int,
+    warmup: int,
+    seed: int,
+    precision: Precision = PRECISIONS["fp32"],
 ) -> dict[str, Any]:
-    """Forward + backward + SGD step (the paper's momentum 0.99) on one ``tile x tile`` input for both networks."""
+    """Forward + backward + SGD step (the paper's momentum 0.99) on one ``tile x tile`` input for both networks,
+    the forward under ``precision``'s autocast and the loss in fp32."""
     generator = torch.Generator().manual_seed(seed + 1)
     output = unet2015_output_size(tile, net.depth)[0]
     image = torch.rand((1, 1, tile, tile), generator=generator)
@@ -305,7 +333,9 @@ def _training_comparison(
             optimizer.zero_grad(set_to_none=True)
 
         def run() -> None:
-            loss = F.cross_entropy(network(x), labels)
+            with precision.autocast():
+                logits = network(x)
+            loss = F.cross_entropy(logits.float(), labels)
             loss.backward()
             optimizer.step()
 
@@ -313,9 +343,10 @@ def _training_comparison(
 
     ours_setup, ours_run = step_runner(ours, ours_image)
     baseline_setup, baseline_run = step_runner(baseline, image)
+    suffix = ", bf16 autocast" if precision.dtype is not None else ""
     names = (
-        f"train step ours: UNet2015 ({'channels-last' if channels_last else 'contiguous'})",
-        "train step baseline: NaiveUNet",
+        f"train step ours: UNet2015 ({'channels-last' if channels_last else 'contiguous'}{suffix})",
+        f"train step baseline: NaiveUNet{suffix}",
     )
     cases = [TimedCase(names[0], ours_run, flops, ours_setup), TimedCase(names[1], baseline_run, flops, baseline_setup)]
     seconds = time_interleaved(cases, repeats, warmup)
