@@ -11,6 +11,7 @@ from medseg_tools.zoo.checks import ZOO_INFERENCE_IDS, ZOO_TRAIN_IDS
 from monai.bundle import ConfigParser, ConfigWorkflow
 
 from tests.conftest import REPO_ROOT, require_dataset, saved_epoch
+from tests.ddp_probe import probe_override, read_ranks
 from transforms import BUNDLE_DATASETS  # the real dataset each bundle's default config lists
 
 BUNDLES = sorted(p for p in (REPO_ROOT / "bundles").iterdir() if (p / "configs").is_dir())
@@ -100,17 +101,36 @@ SECOND_VALIDATION_ID = {
 def test_multi_process_training_with_gloo(bundle: Path, tmp_path):
     """``multi_gpu_train.json`` runs one epoch under ``torchrun --nproc_per_node 2`` on CPU (gloo backend).
 
-    Only rank 0 saves, and what it saves loads into the single-process network of ``inference.json``.
+    The two ranks train on different samples, and DDP all-reduces their gradients: after each step their
+    parameters are identical. Only rank 0 saves, and what it saves loads into the single-process network of
+    ``inference.json``.
     """
     require_dataset(BUNDLE_DATASETS[bundle.name])
     settings = {**SMOKE_OVERRIDES[bundle.name], "epochs": 1}
     # MONAI's DistributedSampler needs at least one validation item per process
     settings["val_ids"] = settings["val_ids"] + [SECOND_VALIDATION_ID[bundle.name]]
     settings.update(ckpt_dir=tmp_path / "models", output_dir=tmp_path / "eval", log_dir=tmp_path / "runs")
+    train_config = json.loads((bundle / "configs" / "train.json").read_text())
+    settings["train#extra_initialize"] = probe_override(train_config, tmp_path / "ranks")
     configs = ["train.json", "multi_gpu_train.json"]
     result = run_bundle(bundle, configs, overrides=settings, capture=True, timeout=600, nproc_per_node=2)
     assert "Epoch[1] Complete" in result.stdout + result.stderr
     assert saved_epoch(tmp_path / "models" / "checkpoint_last.pt") == 1
+    (record0, weights0), (record1, weights1) = read_ranks(tmp_path / "ranks", world_size=2)
+    batches0, batches1 = record0["batches"], record1["batches"]
+    # DistributedSampler(even_divisible=True): both ranks run the same number of steps, so every all-reduce pairs up
+    assert len(batches0) == len(batches1) >= 1
+    assert not {b["digest"] for b in batches0} & {b["digest"] for b in batches1}, "the ranks must see other samples"
+    if len(settings["train_ids"]) >= 2:  # whole images per rank (not patches of one image): other files, too
+        assert not {f for b in batches0 for f in b["files"]} & {f for b in batches1 for f in b["files"]}
+    # other samples give other local losses, hence other local gradients: equal parameters after the step can
+    # only come from the all-reduce, and the step did move them
+    assert batches0[0]["loss"] != batches1[0]["loss"]
+    initial, stepped = weights0["initial"], weights0["after_first_step"]
+    assert any(not torch.equal(initial[name], stepped[name]) for name in initial), "the first step changed nothing"
+    for stage in ("initial", "after_first_step", "final"):
+        mismatched = [n for n, value in weights0[stage].items() if not torch.equal(value, weights1[stage][n])]
+        assert not mismatched, f"{stage}: parameters differ between the ranks: {mismatched[:3]}"
     inference = ConfigParser()
     inference.read_config(bundle / "configs" / "inference.json")
     inference.update({"bundle_root": str(bundle), "features": settings["features"]})
