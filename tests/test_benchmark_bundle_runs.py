@@ -30,7 +30,9 @@ def test_epoch_benchmark_splits_one_real_epoch(isbi_dir):
         parts = stages["batches"] + stages["steps"] + stages["validation"] + stages["other"]
         assert parts == pytest.approx(stages["epoch"])
     # the weight maps are part of what CacheDataset caches, and they were timed
-    assert results["transforms_seconds"]["BorderWeightMapd"] > 0 and "RandPaperElasticd*" in results["transforms_seconds"]
+    assert (
+        results["transforms_seconds"]["BorderWeightMapd"] > 0 and "RandPaperElasticd*" in results["transforms_seconds"]
+    )
 
 
 def test_bundle_inference_benchmark_runs_inference_json_both_ways(isbi_dir, tmp_path):

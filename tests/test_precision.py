@@ -72,7 +72,9 @@ def test_precision_inferer_runs_the_network_in_bf16_and_returns_fp32():
     out, extra = inferer(torch.randn(1, 1, 8, 8), net)
     assert net.seen == [torch.bfloat16]
     assert out.dtype == torch.float32 and extra["aux"].dtype == torch.float32
-    out32, _ = transforms.PrecisionInferer(SimpleInferer(), transforms.Precision("cpu", None))(torch.ones(1, 1, 8, 8), net)
+    out32, _ = transforms.PrecisionInferer(SimpleInferer(), transforms.Precision("cpu", None))(
+        torch.ones(1, 1, 8, 8), net
+    )
     assert net.seen[-1] == torch.float32 and out32.dtype == torch.float32
 
 

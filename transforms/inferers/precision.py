@@ -68,7 +68,11 @@ class Precision:
         return torch.autocast(self.device_type, dtype=self.dtype)
 
     def __str__(self) -> str:
-        return f"{self.name} on {self.device_type} ({self.reason})" if self.reason else f"{self.name} on {self.device_type}"
+        return (
+            f"{self.name} on {self.device_type} ({self.reason})"
+            if self.reason
+            else f"{self.name} on {self.device_type}"
+        )
 
 
 def select_precision(device: torch.device | str, amp: bool | str = True, log: bool = True) -> Precision:
