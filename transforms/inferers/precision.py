@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -145,13 +145,8 @@ class PrecisionInferer(Inferer):
         self.inferer = inferer
         self.precision = precision
 
-    @contextlib.contextmanager
-    def _region(self) -> Iterator[None]:
-        with self.precision.autocast() if self.precision is not None else contextlib.nullcontext():
-            yield
-
     def __call__(self, inputs: torch.Tensor, network: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        with self._region():
+        with self.precision.autocast() if self.precision is not None else contextlib.nullcontext():
             output = self.inferer(inputs, network, *args, **kwargs)
         return to_float32(output)
 

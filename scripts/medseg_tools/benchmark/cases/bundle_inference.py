@@ -25,12 +25,16 @@ from medseg_tools.runner import bundle_dir, run_bundle
 from monai.bundle import ConfigParser
 
 
-def _input_folder(bundle: Path, overrides: Mapping[str, Any], images: int, folder: Path) -> list[str]:
-    """Copies the first ``images`` images that ``inference.json`` would read by default into ``folder``."""
+def _inference_parser(bundle: Path, overrides: Mapping[str, Any]) -> ConfigParser:
     parser = ConfigParser()
     parser.read_config(str(bundle / "configs" / "inference.json"))
     parser.update({"bundle_root": str(bundle), **dict(overrides)})
-    datalist = parser.get_parsed_content("datalist")[: int(images)]
+    return parser
+
+
+def _input_folder(bundle: Path, overrides: Mapping[str, Any], images: int, folder: Path) -> list[str]:
+    """Copies the first ``images`` images that ``inference.json`` would read by default into ``folder``."""
+    datalist = _inference_parser(bundle, overrides).get_parsed_content("datalist")[: int(images)]
     if not datalist:
         raise FileNotFoundError(f"{bundle.name}: inference.json's default input_images list no image.")
     folder.mkdir(parents=True, exist_ok=True)
@@ -40,9 +44,7 @@ def _input_folder(bundle: Path, overrides: Mapping[str, Any], images: int, folde
 
 
 def _random_checkpoint(bundle: Path, overrides: Mapping[str, Any], path: Path, seed: int = 0) -> Path:
-    parser = ConfigParser()
-    parser.read_config(str(bundle / "configs" / "inference.json"))
-    parser.update({"bundle_root": str(bundle), "device": "$torch.device('cpu')", **dict(overrides)})
+    parser = _inference_parser(bundle, {"device": "$torch.device('cpu')", **dict(overrides)})
     torch.manual_seed(seed)
     torch.save(parser.get_parsed_content("network_def").state_dict(), path)
     return path
