@@ -7,6 +7,10 @@ Usage (``python scripts/package_bundle.py COMMAND ...``, a `fire <https://github
     python scripts/package_bundle.py package unet_em_segmentation --weights runs/model.pt \\
         --defaults '{"features": [16, 32, 64, 128, 256]}' --export_torchscript True --weights_url https://...
     python scripts/package_bundle.py check dist/unet_em_segmentation --overrides tests/bundle_smoke_overrides.json
+    python scripts/package_bundle.py ship unet_em_segmentation --weights runs/model.pt --metrics_csv eval/metrics.csv
+
+``ship`` makes trained weights the bundle's shipped model (``models/model.pt``, ``large_files.yml`` with md5 and
+URL, ``eval_metrics`` of ``metadata.json``); ``package`` then includes them by default.
 
 ``package`` writes ``OUT_DIR/<bundle>/`` and ``OUT_DIR/<bundle>_v<version>.zip`` (default ``OUT_DIR``: ``dist``):
 

@@ -59,7 +59,6 @@ def train(workdir: Path, dataset_dir: Path, epochs: int = 1, **overrides):
         "train_ids": TRAIN_IDS,
         "val_ids": VAL_IDS,
         "epochs": epochs,
-        "train_patch_overlap": 0.0,
         "ckpt_dir": workdir / "models",
         "output_dir": workdir / "eval",
         "log_dir": workdir / "runs",
@@ -80,11 +79,11 @@ def test_training_writes_checkpoints_and_reports_the_paper_metrics(trained):
     record = json.loads((models / "model.pt.json").read_text())
     assert record["metric_name"] == "val_mean_dice" and 0 <= record["metric"] <= 1
     state = torch.load(models / "checkpoint_last.pt", weights_only=True)
-    assert set(state) == {"model", "optimizer", "trainer"}
+    assert set(state) == {"model", "optimizer", "lr_scheduler", "trainer"}
     assert saved_epoch(models / "checkpoint_last.pt") == 1
     assert not list(models.glob("*.tmp")), "atomic saves must not leave temporary files"
-    # 2 crops of 256x256 in 64x64 windows without overlap: 32 patches, 2 batches of 16
-    assert "Iter: 2/2" in result.stdout and "Iter: 3/" not in result.stdout
+    # 2 crops of 256x256, each giving crops_per_image random 64x64 windows: one batch of the 2 images
+    assert "Iter: 1/1" in result.stdout and "Iter: 2/" not in result.stdout
     assert all(name in result.stdout for name in METRICS | {"train_epoch_loss"})
     from custom_networks import AttentionResUNet
 
@@ -176,11 +175,11 @@ def test_all_zero_image_gives_finite_probabilities_through_the_inference_pipelin
 def test_multi_process_training_with_gloo_and_monai_basic_unet_swapped_in(tmp_path, phc_crops):
     """``multi_gpu_train.json`` on two CPU processes, with the network replaced by a ``network_def`` dictionary."""
     settings = {**SMOKE, "dataset_dir": phc_crops, "train_ids": TRAIN_IDS, "val_ids": VAL_IDS, "epochs": 1}
-    settings.update(train_patch_overlap=0.0, network_def=BASIC_UNET)
+    settings.update(network_def=BASIC_UNET)
     settings.update(ckpt_dir=tmp_path / "models", output_dir=tmp_path / "eval", log_dir=tmp_path / "runs")
     configs = ["train.json", "multi_gpu_train.json"]
     result = run_bundle(BUNDLE, configs, overrides=settings, capture=True, timeout=600, nproc_per_node=2)
-    # 32 patches split between 2 processes: one batch of 16 each
+    # the 2 training images split between 2 processes: one batch of one image's random windows each
     assert "Iter: 1/1" in result.stdout + result.stderr
     assert saved_epoch(tmp_path / "models" / "checkpoint_last.pt") == 1
     weights = torch.load(tmp_path / "models" / "model.pt", weights_only=True)

@@ -84,7 +84,11 @@ def test_what_overlay_configs_use_exists_in_every_train_json(bundle, name):
         "device",
         "amp",
         "resume",
-        "val_interval",
+        # the time budget of the release recipes and the cosine schedule over it
+        "train_minutes",
+        "wall_time_stopper",
+        "lr_scheduler",
+        "train#handlers#0",
         # the datalists, read by scripts (reproduce: validate#datalist) and MONAI Label (train#dataset#data)
         "train#datalist",
         "validate#datalist",

@@ -94,7 +94,7 @@ def test_training_writes_checkpoints_and_reports_every_metric(trained):
     record = json.loads((models / "model.pt.json").read_text())
     assert record["metric_name"] == "val_mean_dice" and 0 <= record["metric"] <= 1
     state = torch.load(models / "checkpoint_last.pt", weights_only=True)
-    assert set(state) == {"model", "optimizer", "trainer"}
+    assert set(state) == {"model", "optimizer", "lr_scheduler", "trainer"}
     assert state["trainer"]["iteration"] == 1, "2 slices in batches of 4: one iteration"
     assert not list(models.glob("*.tmp")), "atomic saves must not leave temporary files"
     assert all(name in result.stdout for name in METRICS | {"train_epoch_loss"})

@@ -150,3 +150,35 @@ def test_validate_targets_false_skips_the_integer_check():
     assert torch.equal(loss(logits, target.float() + 0.5, weight), loss(logits, target, weight))
     with pytest.raises(ValueError, match="dtype torch.bool"):
         loss(logits, target.bool(), weight)
+
+
+# --- DiceWeightedCELoss: Dice + the weight-map cross entropy --------------------------------------------------
+
+
+def test_dice_weighted_ce_is_the_sum_of_its_two_terms():
+    from monai.losses import DiceLoss
+
+    from transforms.losses import DiceWeightedCELoss
+
+    torch.manual_seed(0)
+    logits = torch.randn(2, 2, 8, 8, requires_grad=True)
+    classes = torch.randint(0, 2, (2, 1, 8, 8)).float()
+    weight = torch.rand(2, 1, 8, 8) * 5
+    target = torch.cat([classes, weight], dim=1)
+    loss = DiceWeightedCELoss(lambda_dice=0.5, lambda_ce=2.0)(logits, target)
+    dice = DiceLoss(softmax=True, to_onehot_y=True)(logits, classes)
+    ce = WeightedCrossEntropyLoss()(logits, classes, weight)
+    assert loss.item() == pytest.approx((0.5 * dice + 2.0 * ce).item(), rel=1e-6)
+    loss.backward()
+    assert logits.grad is not None and torch.isfinite(logits.grad).all()
+    paper = DiceWeightedCELoss(lambda_dice=0.0)(logits.detach().bfloat16(), target)
+    assert paper.dtype == torch.float32 and paper.item() == pytest.approx(ce.item(), rel=1e-2)
+
+
+def test_dice_weighted_ce_needs_the_weight_channel():
+    from transforms.losses import DiceWeightedCELoss
+
+    with pytest.raises(ValueError, match="weight map"):
+        DiceWeightedCELoss()(torch.zeros(1, 2, 4, 4), torch.zeros(1, 1, 4, 4))
+    with pytest.raises(ValueError, match=">= 0"):
+        DiceWeightedCELoss(lambda_dice=-1)

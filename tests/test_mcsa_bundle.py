@@ -103,7 +103,7 @@ def test_training_saves_the_ema_weights_as_the_best_model(trained):
     workdir, result = trained
     models = workdir / "models"
     last = torch.load(models / "checkpoint_last.pt", weights_only=True)
-    assert set(last) == {"model", "optimizer", "trainer", "ema_model"}
+    assert set(last) == {"model", "optimizer", "trainer", "ema_model", "lr_scheduler"}
     assert last["trainer"]["iteration"] == 1  # 2 crops x 2 patches, batches of 2 crops
     best = torch.load(models / "model.pt", weights_only=True)
     assert set(best) == set(last["ema_model"])

@@ -38,11 +38,12 @@ def metadata_of(bundle: str) -> dict:
     return json.loads((REPO_ROOT / "bundles" / bundle / "configs" / "metadata.json").read_text())
 
 
-def inference_parser(bundle: str, bundle_root: Path, **overrides) -> ConfigParser:
-    """A bundle's inference.json with the smoke settings (small network), on the CPU."""
+def inference_parser(bundle: str, bundle_root: Path, smoke: bool = True, **overrides) -> ConfigParser:
+    """A bundle's inference.json on the CPU, with the smoke settings (small network) or its own (the shipped
+    weights' width)."""
     parser = ConfigParser()
     parser.read_config(str(bundle_root / "configs" / "inference.json"))
-    config_values = {key: value for key, value in SMOKE[bundle].items() if key in parser}
+    config_values = {key: value for key, value in SMOKE[bundle].items() if key in parser} if smoke else {}
     parser.update({"bundle_root": str(bundle_root), **config_values, "device": "$torch.device('cpu')", **overrides})
     return parser
 
@@ -232,8 +233,8 @@ def monailabel_python():
 
 @pytest.fixture(scope="module")
 def app_dir(monailabel_python, tmp_path_factory):
-    """Every bundle packaged into one monaibundle app, small networks, seeded untrained weights."""
-    return Path(ml.assemble_app(tmp_path_factory.mktemp("monailabel") / "app", "all", defaults=SMOKE_FILE))
+    """Every bundle packaged into one monaibundle app with the weights it ships (the app's default)."""
+    return Path(ml.assemble_app(tmp_path_factory.mktemp("monailabel") / "app", "all"))
 
 
 @pytest.fixture(scope="module", params=BUNDLES)
@@ -258,16 +259,53 @@ def read_label(content: bytes, suffix: str, path: Path) -> np.ndarray:
     return np.asarray(Image.open(path)).T
 
 
-def check_inference(bundle: str, server: ml.MonaiLabelServer, studies: Path, app_dir: Path, work: Path) -> None:
+def class_mean_dice(mask: np.ndarray, truth: np.ndarray) -> float:
+    """Mean of the foreground's and the background's Dice: at most 0.5 for an all-foreground or all-background
+    mask, so a floor above 0.5 needs a model that segments."""
+    scores = []
+    for a, b in ((mask, truth), (~mask, ~truth)):
+        total = a.sum() + b.sum()
+        scores.append(1.0 if total == 0 else 2.0 * (a & b).sum() / total)
+    return float(np.mean(scores))
+
+
+# class-mean Dice of the shipped model's label against the ground truth of each labelled study (256x256 crops of
+# ISBI, phase-contrast and H&E images; whole CT slices); an untrained or trivial model stays at or below 0.5
+SERVED_DICE_FLOOR = {
+    "unet_em_segmentation": 0.75,
+    "attention_resunet_cell_segmentation": 0.75,
+    "mcsa_unet_nuclei_segmentation": 0.7,
+    "lgnet_covid_ct_segmentation": 0.6,
+}
+
+
+def study_truth(studies: Path, image_id: str) -> np.ndarray | None:
+    """The final label of a study as a boolean foreground, indexed (x, y) like MONAI's image; None if unlabelled."""
+    path = studies / "labels" / "final" / f"{image_id}.png"
+    if not path.is_file():
+        return None
+    truth = np.asarray(Image.open(path))
+    return (truth[..., 0] if truth.ndim == 3 else truth).T > 0
+
+
+def check_inference(
+    bundle: str,
+    server: ml.MonaiLabelServer,
+    studies: Path,
+    app_dir: Path,
+    work: Path,
+    truth_floor: float | None = None,
+) -> None:
     """Every image of the studies through /infer/: the label equals the bundle's own pipeline run here with the
-    served weights, at the image's size, with values among the label map's."""
+    served weights, at the image's size, with values among the label map's; with ``truth_floor``, its
+    class-mean Dice against the study's ground truth reaches the floor."""
     bundle_root = app_dir / "model" / bundle
-    network = inference_parser(bundle, REPO_ROOT / "bundles" / bundle).get_parsed_content("network_def")
+    network = inference_parser(bundle, REPO_ROOT / "bundles" / bundle, smoke=False).get_parsed_content("network_def")
     network.load_state_dict(torch.load(bundle_root / "models" / "model.pt", weights_only=True))
     network.eval()
     # the bundle's own savers write below output_dir (input_images: where the studies are, so nothing lands there)
     parser = inference_parser(
-        bundle, REPO_ROOT / "bundles" / bundle, output_dir=str(work / "local"), input_images=str(studies)
+        bundle, REPO_ROOT / "bundles" / bundle, smoke=False, output_dir=str(work / "local"), input_images=str(studies)
     )
     # the studies' images (MONAI Label adds its datastore's .json and .lock files)
     images = sorted(path for path in studies.glob("*_*.*") if path.name.endswith((".png", ".tif", ".jpg", ".nii.gz")))
@@ -284,6 +322,10 @@ def check_inference(bundle: str, server: ml.MonaiLabelServer, studies: Path, app
         assert label.shape == expected.shape, f"{image.name}: label {label.shape}, image {expected.shape}"
         assert set(np.unique(label)) <= {0, *EXPECTED_LABELS[bundle].values()}
         assert np.array_equal(label, expected), f"{image.name}: MONAI Label's label differs from the bundle's"
+        truth = study_truth(studies, image_id)
+        if truth_floor is not None and truth is not None:
+            dice = class_mean_dice(label > 0, truth)
+            assert dice >= truth_floor, f"{image.name}: class-mean Dice {dice:.3f} against its ground truth"
 
 
 @pytest.mark.monailabel
@@ -294,7 +336,7 @@ def test_server_lists_the_bundle_and_serves_inference(served, app_dir):
     model = info["models"][bundle]
     assert model["labels"] == EXPECTED_LABELS[bundle] and model["dimension"] == 2 and model["type"] == "segmentation"
     assert bundle in info["trainers"]
-    check_inference(bundle, server, studies, app_dir, work)
+    check_inference(bundle, server, studies, app_dir, work, truth_floor=SERVED_DICE_FLOOR[bundle])
 
 
 @pytest.mark.monailabel

@@ -332,7 +332,7 @@ def test_bad_arguments_fail_clearly(tmp_path):
     with pytest.raises(pb.PackageError, match="no bundle 'nope'"):
         pb.package("nope", out_dir=tmp_path)
     with pytest.raises(pb.PackageError, match="needs --weights"):
-        pb.package("unet_em_segmentation", out_dir=tmp_path, export_torchscript=True)
+        pb.package("unet_em_segmentation", out_dir=tmp_path, weights="", export_torchscript=True)
     with pytest.raises(pb.PackageError, match="would overwrite the repository's bundles"):
         pb.package("unet_em_segmentation", out_dir=REPO_ROOT / "bundles")
 
@@ -399,9 +399,8 @@ def test_packaged_bundle_runs_without_the_project(packages, bundle, tmp_path):
     dataset, image_name = INFERENCE_IMAGES[bundle]
     image_path = require_dataset(dataset) / image_name
     package = _copy_package(packages, bundle, tmp_path)
-    features = SMOKE_OVERRIDES[bundle]["features"]
-    (package / "models").mkdir()
-    _random_weights(bundle, package / "models" / "model.pt", {"features": features})
+    # the package carries the bundle's shipped weights, built at the width inference.json names
+    assert (package / "models" / "model.pt").is_file(), "the package must contain the shipped weights"
     python = _isolated_python(tmp_path)
     work = tmp_path / "elsewhere"
     work.mkdir()
@@ -421,7 +420,6 @@ def test_packaged_bundle_runs_without_the_project(packages, bundle, tmp_path):
         "--bundle_root", str(package),
         "--input_images", str(image_path),
         "--output_dir", str(output_dir),
-        "--features", json.dumps(features),
     ]  # fmt: skip
     result = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

@@ -31,7 +31,7 @@ def tiny_spec(**changes) -> dict:
         "paper": {"valid": {"val_rand_error": 0.0382}, "U-Net, challenge test set": {"val_pixel_error": 0.0611}},
         "variants": [
             # valid convolutions need a tile of 16k + 4 px, same padding a multiple of 16
-            {"name": "valid", "overrides": {"features": TINY, "train_output_size": 100}},
+            {"name": "valid", "overrides": {"features": TINY, "padding": "valid", "train_output_size": 100}},
             {"name": "same", "overrides": {"features": TINY, "padding": "same", "train_output_size": 96}},
             {"name": "Otsu", "training_free": "otsu"},
         ],

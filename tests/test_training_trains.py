@@ -50,9 +50,10 @@ RECIPES = {
         "features": [16, 32, 64, 128, 256],
         "train_ids": list(range(8)),
         "val_ids": [20, 21],
-        "train_output_size": 100,
-        "epochs": 20,
-        "val_interval": 20,
+        "train_output_size": 96,
+        "num_samples": 4,
+        "epochs": 10,
+        "val_interval": 10,
     },
     # whole 1022x1024 frames of three cell densities, cut into 128x128 patches without overlap: 16 steps of 16
     # patches per epoch. Dice 0.72 / 0.79, 0.63 / 0.75, 0.77 / 0.78 after 96 steps (Otsu 0.31).
@@ -61,11 +62,11 @@ RECIPES = {
         "train_ids": [1, 13, 24, 32],
         "val_ids": [29, 31],
         "patch_size": [128, 128],
-        "train_patch_overlap": 0.0,
-        "batch_size": 16,
+        "crops_per_image": 8,
+        "batch_size": 2,
         "learning_rate": 0.003,
-        "epochs": 6,
-        "val_interval": 6,
+        "epochs": 48,
+        "val_interval": 48,
     },
     # The LG attention correlates every pixel of a skip map with every other one: at the bundle's attention_size
     # (64) a 64x64 input runs it on 4096 pixels (2.5 s per step of 4 slices); 16 keeps it to 256. At the smoke width

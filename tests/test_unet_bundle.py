@@ -27,7 +27,7 @@ def train(workdir: Path, epochs: int = 1, configs=("train.json",), **overrides):
         "ckpt_dir": workdir / "models",
         "output_dir": workdir / "eval",
         "log_dir": workdir / "runs",
-        "train_output_size": 100,
+        "train_output_size": 96,
         **overrides,
     }
     return run_bundle(BUNDLE, list(configs), target="training", overrides=settings, capture=True)
@@ -66,7 +66,7 @@ def test_training_resumes_from_last_checkpoint(trained, tmp_path, isbi_dir):
 
 
 def test_killed_training_resumes(tmp_path, isbi_dir):
-    settings = {**SMOKE, "train_ids": [0], "epochs": 500, "val_interval": 1000, "train_output_size": 20}
+    settings = {**SMOKE, "train_ids": [0], "epochs": 500, "val_interval": 1000, "train_output_size": 16}
     settings.update(ckpt_dir=tmp_path / "models", output_dir=tmp_path / "eval", log_dir=tmp_path / "runs")
     settings["dataset_dir"] = isbi_dir
     command = bundle_command(BUNDLE, ["train.json"], target="training", overrides=settings)

@@ -55,6 +55,7 @@ from .data import (
 from .elastic import RandPaperElasticd
 from .handlers import (
     AtomicCheckpointSaver,
+    BudgetCosineLR,
     CheckedCheckpointLoader,
     CheckpointMismatchError,
     ResumeFromCheckpoint,
@@ -102,7 +103,7 @@ from .io import (
     volume_name_formatter,
     write_dicom_seg,
 )
-from .losses import TverskyFocalLoss, WeightedCrossEntropyLoss
+from .losses import DiceWeightedCELoss, TverskyFocalLoss, WeightedCrossEntropyLoss
 from .metrics import (
     AggregatedJaccardIndex,
     AggregatedJaccardIndexMetric,
@@ -175,6 +176,7 @@ __all__ = [
     "volume_input_root",
     "RandPaperElasticd",
     "AtomicCheckpointSaver",
+    "BudgetCosineLR",
     "ResumeFromCheckpoint",
     "CheckedCheckpointLoader",
     "CheckpointMismatchError",
@@ -223,6 +225,7 @@ __all__ = [
     "write_dicom_seg",
     "TverskyFocalLoss",
     "WeightedCrossEntropyLoss",
+    "DiceWeightedCELoss",
     "AggregatedJaccardIndex",
     "AggregatedJaccardIndexMetric",
     "ConfusionScore",

@@ -110,12 +110,14 @@ def attach_ema(ema: Any, trainer: Any, schedule: Callable[[Any], None] | None = 
     return True
 
 
-def training_checkpoint(network: Any, optimizer: Any, trainer: Any, ema: Any = None) -> dict:
+def training_checkpoint(network: Any, optimizer: Any, trainer: Any, ema: Any = None, lr_scheduler: Any = None) -> dict:
     """What a training checkpoint holds: ``model``, ``optimizer`` and ``trainer``, plus ``ema_model`` (the
-    averaged weights) when an ``EMAHandler`` ``ema`` is given."""
+    averaged weights) when an ``EMAHandler`` ``ema`` is given and ``lr_scheduler`` when one is given."""
     objects = {"model": network, "optimizer": optimizer, "trainer": trainer}
     if ema is not None:
         objects["ema_model"] = ema.ema_model
+    if lr_scheduler is not None:
+        objects["lr_scheduler"] = lr_scheduler
     return objects
 
 

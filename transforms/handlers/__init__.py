@@ -1,4 +1,4 @@
-"""Ignite handlers: atomic checkpoints, resuming, and a wall-clock stop."""
+"""Ignite handlers: atomic checkpoints, resuming, and a wall-clock stop and a learning-rate schedule over that budget."""
 
 from .checkpoint import (
     AtomicCheckpointSaver,
@@ -8,9 +8,11 @@ from .checkpoint import (
     atomic_torch_save,
     check_checkpoint_fits,
 )
+from .schedules import BudgetCosineLR
 from .stopping import StopAfterSeconds
 
 __all__ = [
+    "BudgetCosineLR",
     "atomic_torch_save",
     "AtomicCheckpointSaver",
     "CheckedCheckpointLoader",

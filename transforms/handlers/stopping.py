@@ -1,4 +1,4 @@
-"""Ignite handler that ends a run after a wall-clock budget."""
+"""Ignite handler that ends a run after a wall-clock budget (and is the run's clock)."""
 
 from __future__ import annotations
 
@@ -24,12 +24,16 @@ class StopAfterSeconds:
     still run on the weights reached) and the run then terminates. A run may therefore overshoot the budget
     by one validation pass. The epoch budget (``max_epochs``) still applies: whichever comes first stops.
 
-    With ``elapsed_path``, the time spent is written there (JSON) after every epoch and read back when the
-    run starts, so a killed run resumed from its last checkpoint gets only the remaining budget.
+    With ``elapsed_path``, the time spent is written there (JSON) after every epoch and, with ``resume``, read
+    back when the run starts, so a killed run resumed from its last checkpoint gets only the remaining budget.
+
+    ``seconds=None`` never stops: the handler is then only the run's clock (e.g. for :class:`BudgetCosineLR`
+    when the recipe trains for a number of epochs rather than minutes).
 
     Args:
-        seconds: wall-clock budget of the run, > 0.
+        seconds: wall-clock budget of the run, > 0, or ``None`` for no limit.
         elapsed_path: optional file keeping the seconds spent across restarts.
+        resume: read the seconds spent earlier from ``elapsed_path`` (``False``: a fresh run starts at 0 s).
 
     Example (bundle config)::
 
@@ -37,11 +41,16 @@ class StopAfterSeconds:
         "initialize": ["...", "$@wall_time_stopper.attach(@train#trainer)"]
     """
 
-    def __init__(self, seconds: float, elapsed_path: str | os.PathLike | None = None) -> None:
-        if not (isinstance(seconds, (int, float)) and math.isfinite(seconds) and seconds > 0):
-            raise ValueError(f"StopAfterSeconds needs a finite budget > 0 seconds, got {seconds!r}.")
-        self.seconds = float(seconds)
+    def __init__(
+        self, seconds: float | None, elapsed_path: str | os.PathLike | None = None, resume: bool = True
+    ) -> None:
+        if seconds is not None and not (
+            isinstance(seconds, (int, float)) and not isinstance(seconds, bool) and math.isfinite(seconds) and seconds > 0
+        ):
+            raise ValueError(f"StopAfterSeconds needs a finite budget > 0 seconds (or None), got {seconds!r}.")
+        self.seconds = None if seconds is None else float(seconds)
         self.elapsed_path = Path(elapsed_path) if elapsed_path is not None else None
+        self.resume = bool(resume)
         self.spent_before = 0.0
         self.started_at: float | None = None
         self.stopping = False
@@ -57,7 +66,7 @@ class StopAfterSeconds:
         return self.spent_before + running
 
     def _read_spent_before(self) -> float:
-        if self.elapsed_path is None or not self.elapsed_path.is_file():
+        if not self.resume or self.elapsed_path is None or not self.elapsed_path.is_file():
             return 0.0
         try:
             return float(json.loads(self.elapsed_path.read_text())["elapsed_seconds"])
@@ -69,12 +78,12 @@ class StopAfterSeconds:
         self.spent_before = self._read_spent_before()
         self.started_at = time.monotonic()
         self.stopping = False
-        if self.elapsed() >= self.seconds:
+        if self.seconds is not None and self.elapsed() >= self.seconds:
             engine.logger.info(f"wall-time budget of {self.seconds:.0f} s already spent: nothing left to train")
             engine.terminate()
 
     def on_iteration_completed(self, engine: Engine) -> None:
-        if not self.stopping and self.elapsed() >= self.seconds:
+        if not self.stopping and self.seconds is not None and self.elapsed() >= self.seconds:
             self.stopping = True
             engine.logger.info(
                 f"wall-time budget of {self.seconds:.0f} s spent at epoch {engine.state.epoch}, "

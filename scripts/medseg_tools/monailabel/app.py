@@ -17,6 +17,7 @@ from medseg_tools.bundles import bundle_names
 from medseg_tools.monailabel.environment import DEFAULT_VENV, DEFAULT_WORK_DIR
 from medseg_tools.paths import BUNDLES_DIR
 from medseg_tools.zoo.configs import load_overrides
+from medseg_tools.zoo.large_files import shipped_weights
 from medseg_tools.zoo.packaging import package
 
 logger = logging.getLogger("monailabel_app")
@@ -120,7 +121,8 @@ def assemble_app(
         bundles: ``"all"``, a comma-separated string or a list of bundle names.
         venv: the MONAI Label environment (:func:`setup_environment`), whose wheel data holds the sample app.
         weights: trained ``model.pt`` per bundle, ``{bundle: path}`` (a JSON object or file; a plain path when one
-            bundle is chosen). Bundles without get seeded untrained weights.
+            bundle is chosen). Bundles without get the weights they ship (``bundles/<b>/large_files.yml``), or
+            seeded untrained weights when ``defaults`` change the network or the bundle ships none.
         defaults: ``{id: value}`` written into the packaged configs, e.g. the ``features`` the weights were trained
             with (JSON object or file; one keyed by bundle names works too, like ``tests/bundle_smoke_overrides.json``).
 
@@ -149,7 +151,11 @@ def assemble_app(
         for name in names:
             bundle_defaults = load_overrides(defaults, name)
             bundle_weights = weight_files.get(name)
-            if bundle_weights is None:
+            if bundle_weights is None and not bundle_defaults and shipped_weights(BUNDLES_DIR / name):
+                bundle_weights = None  # package() takes the weights the bundle ships
+                logger.info("%s: serving the shipped weights", name)
+            elif bundle_weights is None:
+                # other widths (defaults) than the shipped weights', or a bundle that ships none
                 logger.warning("%s: no --weights, serving seeded untrained weights", name)
                 bundle_weights = write_untrained_weights(name, Path(work) / name / "model.pt", bundle_defaults)
             package(name, out_dir=Path(work) / "packages", weights=bundle_weights, defaults=defaults, workflows=False)

@@ -16,6 +16,7 @@ A reproduction is described by a JSON file, ``bundles/<bundle>/configs/reproduce
       "metric_labels": {"val_mean_dice": "Dice"},       # optional column titles
       "paper": {"U-Net": {"val_rand_error": 0.0382}},   # the paper's numbers, shown side by side
       "notes": "The paper's values come from the challenge's test set.",   # optional, under the table
+      "reference_variant": "plain baseline",     # optional: time-to-metric table against this variant
       "tables": [                                # optional: several tables from one run (default: one table)
         {"title": "Table 1", "variants": ["U-Net", "Otsu threshold"]},
         {"title": "Table 2", "variants": ["U-Net", "U-Net, same padding"], "paper": {"U-Net": {"dice": 0.9}}}
@@ -36,7 +37,8 @@ variants (``TRAINING_FREE``, e.g. an Otsu threshold) segment the bundle's own pr
 in this process and are scored with the same metric definitions (``transforms.metrics``).
 
 Outputs in ``out_dir``: ``results.md`` (the table and the command reproducing it), ``results.json``,
-``metrics_bar.png``, ``training_curves.png``, ``overlay_grid.png``, and ``variants/<name>/`` with each
+``metrics_bar.png``, ``training_curves.png``, ``time_to_metric.png`` (validation key metric against minutes of
+training), ``overlay_grid.png``, and ``variants/<name>/`` with each
 variant's checkpoints, TensorBoard logs, evaluation, masks and full bundle log (``bundle.log``).
 """
 
@@ -46,6 +48,7 @@ from medseg_tools.reproduce.bundles import (  # noqa: F401 (_plain: JSON-able ov
     _plain,
     applicable_overrides,
     load_parser,
+    read_metric_over_time,
     read_metrics_csv,
     read_training_curves,
     run_logged,
@@ -54,9 +57,12 @@ from medseg_tools.reproduce.report import (
     overlay_rows,
     plot_metrics_bar,
     plot_overlay_grid,
+    plot_time_to_metric,
     plot_training_curves,
     results_markdown,
     table_lines,
+    time_to_metric_lines,
+    time_to_reach,
 )
 from medseg_tools.reproduce.run import (
     DONE_MARKER,
@@ -94,15 +100,19 @@ __all__ = [
     "BundleRunError",
     "applicable_overrides",
     "load_parser",
+    "read_metric_over_time",
     "read_metrics_csv",
     "read_training_curves",
     "run_logged",
     "overlay_rows",
     "plot_metrics_bar",
     "plot_overlay_grid",
+    "plot_time_to_metric",
     "plot_training_curves",
     "results_markdown",
     "table_lines",
+    "time_to_metric_lines",
+    "time_to_reach",
     "DONE_MARKER",
     "check_overrides",
     "reproduce",

@@ -144,6 +144,29 @@ def _scalar_series(log_dir: Path, tag: str) -> list[tuple[int, float]]:
     return sorted(by_step.items())
 
 
+def read_metric_over_time(log_dir: Path, tag: str) -> list[tuple[float, float]]:
+    """``(seconds, value)`` of a TensorBoard scalar, the seconds counted from the run's first event (the first
+    training step); a run resumed after a pause counts the pause too."""
+    if not log_dir.is_dir():
+        return []
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    start, points = None, {}
+    for events in sorted(log_dir.glob("events.out.tfevents.*"), key=lambda p: p.stat().st_mtime):
+        accumulator = EventAccumulator(str(events), size_guidance={"scalars": 0})
+        accumulator.Reload()
+        for name in accumulator.Tags().get("scalars", []):
+            scalars = accumulator.Scalars(name)
+            if scalars:
+                first = min(e.wall_time for e in scalars)
+                start = first if start is None else min(start, first)
+            if name == tag:
+                points.update({int(e.step): (e.wall_time, float(e.value)) for e in scalars})
+    if start is None:
+        return []
+    return [(wall - start, value) for _, (wall, value) in sorted(points.items())]
+
+
 def read_training_curves(log_dir: Path, stats_log: Path, loss_tag: str, metric: str) -> dict[str, list]:
     """Per-epoch mean training loss and validation ``metric`` of one run.
 

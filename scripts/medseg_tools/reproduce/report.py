@@ -49,7 +49,9 @@ def results_markdown(spec: ReproductionSpec, results: Mapping) -> str:
         lines += table_lines(spec, results["variants"], spec.paper) + [""]
     if spec.notes:
         lines += [spec.notes, ""]
-    lines += ["Figures: `metrics_bar.png`, `training_curves.png`, `overlay_grid.png`.", ""]
+    if spec.reference_variant:
+        lines += time_to_metric_lines(spec, results, spec.reference_variant)
+    lines += ["Figures: `metrics_bar.png`, `training_curves.png`, `time_to_metric.png`, `overlay_grid.png`.", ""]
     return "\n".join(lines)
 
 
@@ -165,6 +167,63 @@ def plot_training_curves(spec: ReproductionSpec, results: Mapping, path: Path) -
         axis.grid(alpha=0.3)
         if axis.get_legend_handles_labels()[0]:
             axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def time_to_reach(curve: Sequence, target: float, lower_is_better: bool) -> float | None:
+    """Seconds at which a ``(seconds, value)`` curve first reaches ``target``; ``None`` if it never does."""
+    for seconds, value in curve:
+        if (value <= target) if lower_is_better else (value >= target):
+            return float(seconds)
+    return None
+
+
+def time_to_metric_lines(spec: ReproductionSpec, results: Mapping, reference: str) -> list[str]:
+    """Markdown: for each trained variant, its best validation key metric and the minutes it took to reach the
+    best value of the ``reference`` variant (e.g. the plain baseline), with the ratio of the two times."""
+    key_metric = spec.key_metric or spec.metrics[0]
+    lower = spec.is_lower_better(key_metric)
+    curves = {row["name"]: row.get("time_curve") or [] for row in results["variants"] if not row["training_free"]}
+    if not curves.get(reference):
+        return []
+    pick = min if lower else max
+    target = pick(value for _, value in curves[reference])
+    reference_time = time_to_reach(curves[reference], target, lower)
+    lines = [
+        f"Time to {spec.label(key_metric)} = {target:.4f} (the best validation value of the {reference}), "
+        "minutes of training including validation passes:",
+        "",
+        f"| variant | best {spec.label(key_metric)} | minutes to {target:.4f} | speed-up against the {reference} |",
+        "|---|---|---|---|",
+    ]
+    for name, curve in curves.items():
+        if not curve:
+            continue
+        reached = time_to_reach(curve, target, lower)
+        minutes = "not reached" if reached is None else f"{reached / 60:.1f}"
+        ratio = "–" if reached is None or not reached else f"{reference_time / reached:.2f}x"
+        lines.append(f"| {name} | {pick(v for _, v in curve):.4f} | {minutes} | {ratio} |")
+    return lines + [""]
+
+
+def plot_time_to_metric(spec: ReproductionSpec, results: Mapping, path: Path) -> None:
+    """Validation key metric against minutes of training, one line per trained variant."""
+    plt = _pyplot()
+    key_metric = spec.key_metric or spec.metrics[0]
+    figure, axis = plt.subplots(figsize=(6, 4))
+    colours = plt.get_cmap("tab10")
+    for index, row in enumerate(results["variants"]):
+        curve = row.get("time_curve") or []
+        if curve:
+            seconds, values = zip(*curve)
+            minutes = [s / 60.0 for s in seconds]
+            axis.plot(minutes, values, marker="o", markersize=3, color=colours(index % 10), label=row["name"])
+    axis.set(xlabel="minutes of training", ylabel=spec.label(key_metric), title=f"validation {spec.label(key_metric)}")
+    axis.grid(alpha=0.3)
+    if axis.get_legend_handles_labels()[0]:
+        axis.legend(fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)

@@ -22,6 +22,7 @@ from medseg_tools.reproduce.bundles import (
     _plain,
     applicable_overrides,
     load_parser,
+    read_metric_over_time,
     read_metrics_csv,
     read_training_curves,
     run_logged,
@@ -30,6 +31,7 @@ from medseg_tools.reproduce.report import (
     overlay_rows,
     plot_metrics_bar,
     plot_overlay_grid,
+    plot_time_to_metric,
     plot_training_curves,
     results_markdown,
 )
@@ -88,7 +90,10 @@ def training_overrides(
     }
     if "epochs" in budget:
         overrides["epochs"] = budget["epochs"]
-    if "minutes" in budget:
+    if "minutes" in budget and "train_minutes" in parser:
+        # the recipe has its own clock (StopAfterSeconds at "wall_time_stopper", which its schedule may follow)
+        overrides["train_minutes"] = float(budget["minutes"])
+    elif "minutes" in budget:
         if spec.trainer_id not in parser:
             raise ValueError(f"a wall-time budget needs the trainer at id {spec.trainer_id!r} (set 'trainer_id').")
         initialize = list(parser["initialize"]) if "initialize" in parser else []
@@ -294,6 +299,12 @@ def reproduce(
         os.replace(workdir / (DONE_MARKER + ".tmp"), marker)
         records.append({**record, "skipped": False})
     progress.close()
+    key_metric = loaded.key_metric or loaded.metrics[0]
+    slugs = {variant.name: variant.slug for variant in chosen}
+    for record in records:
+        if not record["training_free"]:
+            # read again each time, so that variants finished by earlier (or parallel) runs get their curve too
+            record["time_curve"] = read_metric_over_time(out / "variants" / slugs[record["name"]] / "runs", key_metric)
 
     results = {
         "title": loaded.title,
@@ -313,6 +324,7 @@ def reproduce(
     (out / "results.md").write_text(results_markdown(loaded, results))
     plot_metrics_bar(loaded, results, out / "metrics_bar.png")
     plot_training_curves(loaded, results, out / "training_curves.png")
+    plot_time_to_metric(loaded, results, out / "time_to_metric.png")
     plot_overlay_grid(results, samples, overlay_rows(len(samples), n_overlay, seed), out / "overlay_grid.png")
     logger.info("results in %s", out / "results.md")
     return results

@@ -54,6 +54,7 @@ class ReproductionSpec:
     paper: dict = field(default_factory=dict)
     notes: str = ""
     key_metric: str | None = None
+    reference_variant: str | None = None
     tables: list = field(default_factory=list)
     loss_tag: str = "train_loss"
     trainer_id: str = "train#trainer"
@@ -121,6 +122,8 @@ def parse_spec(raw: Mapping, source: str = "<dict>") -> ReproductionSpec:
     spec.budget = check_budget(spec.budget, source)
     check_paper_values(spec.paper, source)
     spec.tables = [check_table(table, {v.name for v in variants}, source) for table in spec.tables]
+    if spec.reference_variant is not None and spec.reference_variant not in {v.name for v in variants}:
+        raise ValueError(f"{source}: reference_variant {spec.reference_variant!r} is not one of the variants.")
     return spec
 
 

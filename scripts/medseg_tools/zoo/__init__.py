@@ -37,6 +37,8 @@ from medseg_tools.zoo.style import FLAKE8_ZOO_PLUGINS, check_code_style
 from medseg_tools.zoo.vendoring import vendor_code
 from medseg_tools.zoo.workflows import torchscript_check, verify_net_in_out_check, workflow_properties_check
 
+from medseg_tools.zoo.shipping import plain_state_dict, ship
+
 __all__ = [
     "COMMANDS",
     "FLAKE8_ZOO_PLUGINS",
@@ -68,6 +70,8 @@ __all__ = [
     "read_large_files",
     "rewrite_config",
     "scripts_references",
+    "ship",
+    "plain_state_dict",
     "torchscript_check",
     "vendor_code",
     "verify_net_in_out_check",

@@ -49,3 +49,50 @@ def read_large_files(path: Path) -> list[dict[str, str]]:
             raise PackageError(f"{path.name}: {line!r} is not inside a '- path:' entry.")
         entries[-1][found.group(2)] = found.group(3).strip().strip("'\"")
     return entries
+
+
+#: where a maintainer publishes a bundle's shipped weights (the release assets of the project's repository)
+WEIGHTS_URL = "https://github.com/medseg-bundles/medseg-bundles/releases/download/{bundle}-v{version}/{name}"
+#: the Model Zoo's limits this repository keeps for the weights it commits
+MAX_FILE_BYTES = 10 * 1024 * 1024
+MAX_TOTAL_BYTES = 30 * 1024 * 1024
+
+
+def shipped_weights(bundle_root: str | os.PathLike) -> dict[str, Path]:
+    """The trained weights a bundle ships, from its ``large_files.yml``: ``{relative path: file}``.
+
+    Raises:
+        PackageError: an entry whose file is missing or whose md5 differs from the file's.
+    """
+    root = Path(bundle_root)
+    listing = root / "large_files.yml"
+    if not listing.is_file():
+        return {}
+    files = {}
+    for entry in read_large_files(listing):
+        path = root / entry["path"]
+        if not path.is_file():
+            raise PackageError(f"{listing}: {entry['path']} is listed but missing (git lfs or a partial checkout?).")
+        if entry.get("hash_val") and md5(path) != entry["hash_val"]:
+            raise PackageError(
+                f"{listing}: md5 of {entry['path']} is {md5(path)}, the listing says {entry['hash_val']}: the file was "
+                "replaced (e.g. by a training run in the bundle's own models/); restore it with git checkout, or "
+                "update large_files.yml when the new weights are meant to ship."
+            )
+        files[entry["path"]] = path
+    return files
+
+
+def write_shipped_large_files(bundle_root: str | os.PathLike, paths: Sequence[str], version: str) -> str:
+    """Writes ``large_files.yml`` of the repository's bundle for the weight files ``paths`` (relative to it)."""
+    root = Path(bundle_root)
+    entries = []
+    for relative in paths:
+        path = root / relative
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise PackageError(f"{path}: {path.stat().st_size / 2**20:.1f} MiB, above the 10 MiB limit of a shipped file.")
+        url = WEIGHTS_URL.format(bundle=root.name, version=version, name=relative.replace("/", "_"))
+        entries.append({"path": relative, "url": url, "hash_val": md5(path), "hash_type": "md5"})
+    text = large_files_yml(entries)
+    (root / "large_files.yml").write_text(text)
+    return text

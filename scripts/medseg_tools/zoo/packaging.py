@@ -34,7 +34,8 @@ from medseg_tools.zoo.configs import (
     load_overrides,
     rewrite_config,
 )
-from medseg_tools.zoo.large_files import large_files_yml, md5
+from medseg_tools.zoo.large_files import large_files_yml, md5, read_large_files, shipped_weights
+from medseg_tools.zoo.shipping import ship
 from medseg_tools.zoo.probes import probe_properties, probe_torchscript
 from medseg_tools.zoo.readme import data_license_text, zoo_readme
 from medseg_tools.zoo.style import check_code_style
@@ -89,7 +90,8 @@ def package(
         bundle: a bundle of ``bundles/`` (name or path), or ``all``.
         out_dir: where the package folder and ``<bundle>_v<version>.zip`` go (replaced if there).
         weights: trained weights (a plain ``state_dict`` of ``network_def``), copied to ``models/model.pt``; its md5
-            goes into ``large_files.yml``.
+            goes into ``large_files.yml``. Default: the weights the bundle ships (its ``large_files.yml``), with
+            their URL; ``""`` packages no weights.
         weights_url: where ``models/model.pt`` (and ``model.ts``) will be downloaded from (``large_files.yml``).
         defaults: ``{id: value}`` written into the packaged configs where the id exists, e.g. the ``features``
             the weights were trained with (JSON object or file; a file keyed by bundle names works too).
@@ -111,6 +113,12 @@ def package(
         )
     source = _bundle_source(bundle)
     name = source.name
+    if weights is None:
+        shipped = shipped_weights(source)
+        weights = shipped.get("models/model.pt", "")
+        if weights and not weights_url:
+            listed = {entry["path"]: entry for entry in read_large_files(source / "large_files.yml")}
+            weights_url = listed["models/model.pt"].get("url", "")
     if export_torchscript and not weights:
         raise PackageError(f"bundle {name!r}: --export_torchscript needs --weights (the trained model.pt).")
     if weights and not Path(weights).is_file():
@@ -236,6 +244,7 @@ def check(
 COMMANDS = {
     "package": printable(package),
     "check": printable(check),
+    "ship": printable(ship),
     # run by `check` in fresh processes (``python -m medseg_tools.zoo probe_...``)
     "probe_properties": probe_properties,
     "probe_torchscript": probe_torchscript,
