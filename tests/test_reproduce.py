@@ -158,7 +158,8 @@ def test_wall_time_budget_stops_training_after_the_first_epoch(tmp_path, isbi_di
     parser = reproduce.load_parser(BUNDLE, spec.configs)
     overrides = reproduce.training_overrides(spec, variant, tmp_path, 0, spec.budget,
                                              {"dataset_dir": isbi_dir, "num_workers": 0}, False, parser)
-    assert overrides["initialize"][:-1] == parser["initialize"], "the bundle's own initialize steps are kept"
+    # the bundle's recipe has its own clock: the budget sets it, the initialize steps stay the bundle's
+    assert overrides["train_minutes"] == pytest.approx(1e-4) and "initialize" not in overrides
     command = bundle_command(BUNDLE, spec.configs, "training", overrides)
     reproduce.run_logged(command, tmp_path / "bundle.log", show_progress=False)
     log = (tmp_path / "bundle.log").read_text()
@@ -171,6 +172,39 @@ def test_wall_time_budget_stops_training_after_the_first_epoch(tmp_path, isbi_di
 
 
 # --- fast checks without bundle runs ----------------------------------------------------------------------
+
+
+def test_wall_time_budget_of_a_config_without_its_own_clock_attaches_a_stopper(tmp_path):
+    from monai.bundle import ConfigParser
+
+    spec = reproduce.parse_spec(tiny_spec(budget={"minutes": 2}))
+    parser = ConfigParser({"initialize": ["$print('bundle step')"], "train": {"trainer": {}}})
+    overrides = reproduce.training_overrides(spec, spec.variants[0], tmp_path, 0, spec.budget, {}, False, parser)
+    assert overrides["wall_time_stopper"]["seconds"] == 120.0
+    assert overrides["initialize"] == ["$print('bundle step')", "$@wall_time_stopper.attach(@train#trainer)"]
+
+
+def test_time_to_metric_table_and_figure(tmp_path):
+    spec = reproduce.parse_spec(
+        tiny_spec(key_metric="val_mean_dice", reference_variant="same", metrics=["val_mean_dice"])
+    )
+    results = {
+        "variants": [
+            {"name": "valid", "training_free": None, "time_curve": [(60.0, 0.5), (120.0, 0.8), (180.0, 0.9)]},
+            {"name": "same", "training_free": None, "time_curve": [(60.0, 0.4), (240.0, 0.8)]},
+            {"name": "Otsu", "training_free": "otsu"},
+        ]
+    }
+    assert reproduce.time_to_reach([(1.0, 0.2), (2.0, 0.6)], 0.5, lower_is_better=False) == 2.0
+    assert reproduce.time_to_reach([(1.0, 0.2)], 0.5, lower_is_better=False) is None
+    assert reproduce.time_to_reach([(1.0, 0.3), (2.0, 0.1)], 0.2, lower_is_better=True) == 2.0
+    rows = table_rows("\n".join(reproduce.time_to_metric_lines(spec, results, "same")))
+    # the reference's best (0.8) is reached after 2.0 min by "valid", 4.0 min by "same": 2x
+    assert rows[2] == ["valid", "0.9000", "2.0", "2.00x"] and rows[3] == ["same", "0.8000", "4.0", "1.00x"]
+    reproduce.plot_time_to_metric(spec, results, tmp_path / "time.png")
+    assert Image.open(tmp_path / "time.png").size[0] > 100
+    with pytest.raises(ValueError, match="reference_variant"):
+        reproduce.parse_spec(tiny_spec(reference_variant="nope"))
 
 
 def test_widths_spec_of_the_unet_bundle_is_valid():
