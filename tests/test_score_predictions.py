@@ -57,3 +57,23 @@ def test_segmentation_scores_match_a_hand_count():
     assert scores["sensitivity"] == pytest.approx(2 / 3) and scores["specificity"] == pytest.approx(12 / 13)
     empty = segmentation_scores(np.zeros((3, 3)), np.zeros((3, 3)))
     assert empty["sensitivity"] == empty["specificity"] == empty["dice"] == 1.0
+
+
+def test_skimage_rand_error_counts_membrane_inside_cells_as_one_segment():
+    import numpy as np
+
+    from medseg_tools.scoring import skimage_rand_error
+    from transforms.metrics import rand_error
+
+    truth = np.zeros((8, 8), bool)
+    truth[:, :4] = truth[:, 5:] = True  # two cells split by a membrane column
+    assert skimage_rand_error(truth, truth) == 0.0 and rand_error(truth, truth) == 0.0
+    thick = truth.copy()
+    thick[:, 3] = thick[:, 5] = False  # the predicted membrane is 3 px wide
+    # the challenge's definition counts the 16 lost pixels as singletons, scikit-image as one segment
+    from skimage.metrics import adapted_rand_error
+
+    labels = np.where(truth, np.where(np.arange(8) < 4, 1, 2)[None, :], 0)
+    predicted = np.where(thick, labels, 0)
+    assert skimage_rand_error(thick, truth) == adapted_rand_error(labels, predicted, ignore_labels=(0,))[0]
+    assert 0 < rand_error(thick, truth) != skimage_rand_error(thick, truth) > 0

@@ -45,7 +45,10 @@ class StopAfterSeconds:
         self, seconds: float | None, elapsed_path: str | os.PathLike | None = None, resume: bool = True
     ) -> None:
         if seconds is not None and not (
-            isinstance(seconds, (int, float)) and not isinstance(seconds, bool) and math.isfinite(seconds) and seconds > 0
+            isinstance(seconds, (int, float))
+            and not isinstance(seconds, bool)
+            and math.isfinite(seconds)
+            and seconds > 0
         ):
             raise ValueError(f"StopAfterSeconds needs a finite budget > 0 seconds (or None), got {seconds!r}.")
         self.seconds = None if seconds is None else float(seconds)

@@ -33,11 +33,10 @@ from medseg_tools.zoo.configs import (
 from medseg_tools.zoo.large_files import large_files_yml, read_large_files
 from medseg_tools.zoo.packaging import COMMANDS, check, main, package
 from medseg_tools.zoo.readme import README_SECTIONS, data_license_text, package_docs_text, zoo_readme
+from medseg_tools.zoo.shipping import plain_state_dict, ship
 from medseg_tools.zoo.style import FLAKE8_ZOO_PLUGINS, check_code_style
 from medseg_tools.zoo.vendoring import vendor_code
 from medseg_tools.zoo.workflows import torchscript_check, verify_net_in_out_check, workflow_properties_check
-
-from medseg_tools.zoo.shipping import plain_state_dict, ship
 
 __all__ = [
     "COMMANDS",

@@ -90,7 +90,9 @@ def write_shipped_large_files(bundle_root: str | os.PathLike, paths: Sequence[st
     for relative in paths:
         path = root / relative
         if path.stat().st_size > MAX_FILE_BYTES:
-            raise PackageError(f"{path}: {path.stat().st_size / 2**20:.1f} MiB, above the 10 MiB limit of a shipped file.")
+            raise PackageError(
+                f"{path}: {path.stat().st_size / 2**20:.1f} MiB, above the 10 MiB limit of a shipped file."
+            )
         url = WEIGHTS_URL.format(bundle=root.name, version=version, name=relative.replace("/", "_"))
         entries.append({"path": relative, "url": url, "hash_val": md5(path), "hash_type": "md5"})
     text = large_files_yml(entries)

@@ -35,9 +35,9 @@ from medseg_tools.zoo.configs import (
     rewrite_config,
 )
 from medseg_tools.zoo.large_files import large_files_yml, md5, read_large_files, shipped_weights
-from medseg_tools.zoo.shipping import ship
 from medseg_tools.zoo.probes import probe_properties, probe_torchscript
 from medseg_tools.zoo.readme import data_license_text, zoo_readme
+from medseg_tools.zoo.shipping import ship
 from medseg_tools.zoo.style import check_code_style
 from medseg_tools.zoo.vendoring import vendor_code
 from medseg_tools.zoo.workflows import torchscript_check, verify_net_in_out_check, workflow_properties_check

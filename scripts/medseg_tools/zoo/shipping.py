@@ -15,9 +15,9 @@ from pathlib import Path
 
 import torch
 from medseg_tools.reproduce.bundles import read_metrics_csv
+from medseg_tools.runner import bundle_dir
 from medseg_tools.zoo.configs import PackageError
 from medseg_tools.zoo.large_files import MAX_TOTAL_BYTES, read_large_files, write_shipped_large_files
-from medseg_tools.runner import bundle_dir
 
 
 def plain_state_dict(weights: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -47,11 +47,14 @@ def ship(
         metrics_csv: the ``metrics.csv`` of ``evaluate.json`` for these weights; its ``val_<name>`` values become
             ``eval_metrics[<prefix><name>]`` of ``metadata.json`` (rounded to 4 digits).
         metrics: the names to record (default: all of the file's).
-        prefix: prefix of the recorded names (a second model of the bundle, e.g. ``phc_cells_``).
+        prefix: prefix of the recorded names for a second model of the bundle, ending in ``/`` (e.g. ``phc_cells/``);
+            the model's earlier figures are replaced, the other model's kept.
 
     Returns:
         the new ``large_files.yml``.
     """
+    if prefix and not prefix.endswith("/"):
+        raise PackageError(f"prefix {prefix!r} must end with '/' (e.g. 'phc_cells/').")
     root = bundle_dir(bundle)
     target = root / folder / "model.pt"
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -69,7 +72,12 @@ def ship(
     if metrics_csv is not None:
         values = read_metrics_csv(Path(metrics_csv))
         chosen = metrics or [name[len("val_") :] for name in values if name.startswith("val_")]
-        recorded = dict(metadata.get("eval_metrics", {}))
+        # the figures of this model replace its earlier ones; a second model's (``phc_cells/...``) stay
+        recorded = {
+            name: value
+            for name, value in metadata.get("eval_metrics", {}).items()
+            if not (name.startswith(prefix) if prefix else "/" not in name)
+        }
         for name in chosen:
             if f"val_{name}" not in values:
                 raise PackageError(f"{metrics_csv} has no val_{name}; it has {sorted(values)}.")
