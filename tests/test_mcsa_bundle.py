@@ -296,7 +296,7 @@ def test_unet_plus_plus_trains_validates_and_segments_through_the_bundle(tmp_pat
     workflow.finalize()
     assert 0 <= workflow.parser.get_parsed_content("validate#evaluator").state.metrics["val_mean_dice"] <= 1
     last = torch.load(tmp_path / "models" / "checkpoint_last.pt", weights_only=True)
-    assert set(last) == {"model", "optimizer", "trainer"}, "no EMA model without EMA"
+    assert set(last) == {"model", "optimizer", "trainer", "lr_scheduler"}, "no EMA model without EMA"
     best = torch.load(tmp_path / "models" / "model.pt", weights_only=True)
     assert all(torch.equal(best[name], last["model"][name]) for name in best), "without EMA: the raw weights"
     assert all(name.startswith("network.") for name in best)
