@@ -36,7 +36,8 @@ stops it); 3D Slicer's or OHIF's MONAI Label plugin, or plain HTTP (``/info/``, 
   before it parses that bundle's configs (``monailabel/tasks/infer/bundle.py``, ``tasks/train/bundle.py``), so
   every bundle imports its own copy, nothing of this repository has to be on the server's ``PYTHONPATH``, and the
   folder can be copied to another machine. MONAI Label ignores a bundle without ``models/model.pt``: without
-  ``--weights`` each bundle gets seeded, untrained weights (enough to check the plumbing, not to segment).
+  ``--weights`` each bundle serves the weights it ships (``bundles/<b>/large_files.yml``); with ``--defaults`` that
+  change the network and no ``--weights``, seeded untrained ones (enough to check the plumbing, not to segment).
   The packages' ``metadata.json`` gets the label map MONAI Label reads (:func:`monailabel_metadata`).
 - **Studies** (:func:`demo_studies`): real images of ``$MEDSEG_DATA`` (default ``../shared/data``) in MONAI Label's
   local datastore layout (images at the top, final labels in ``labels/final/``), cropped small; the LG-Net bundle
