@@ -68,7 +68,8 @@ def bundle_inference(
         images: how many of the default input images to segment.
         tta: ``--tta`` (``none``/``flips``/``d4``) where the bundle's inference.json has it; ``None`` leaves it.
         overrides: further ``inference.json`` overrides (e.g. ``{"features": [16, 32, 64, 128, 256]}``).
-        ckpt_path: weights to load (default: the shipped ``models/model.pt``, else a seeded random initialisation).
+        ckpt_path: weights to load (default: the shipped ``models/model.pt`` when ``overrides`` keep the config's
+            network, else a seeded random initialisation).
         repeats: runs per precision, alternating fp32 and default.
         json_out: also write the results there.
         quiet: do not print the table.
@@ -82,8 +83,11 @@ def bundle_inference(
         scratch = Path(scratch_dir)
         names = _input_folder(root, {k: v for k, v in overrides.items() if k != "tta"}, images, scratch / "images")
         if ckpt_path is None:
+            # the shipped weights fit the config's own network only
             shipped = root / "models" / "model.pt"
-            ckpt_path = str(shipped if shipped.is_file() else _random_checkpoint(root, overrides, scratch / "r.pt"))
+            changes_network = any(key == "features" or key.startswith("network_def") for key in overrides)
+            use_shipped = shipped.is_file() and not changes_network
+            ckpt_path = str(shipped if use_shipped else _random_checkpoint(root, overrides, scratch / "r.pt"))
         for _ in range(max(1, int(repeats))):
             for name, amp in (("fp32", False), ("default", True)):
                 run_overrides = {
