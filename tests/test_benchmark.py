@@ -276,17 +276,18 @@ def test_precision_benchmark_reports_both_precisions_ratios_and_peaks(tmp_path, 
     networks = "unet2015,mcsa_unet_nuclei_segmentation"  # names are case-insensitive; bundle names work too
     results = benchmark.precision(networks, small=True, repeats=2, warmup=0, threads=1, json_out=str(json_out))
     assert json.loads(json_out.read_text())["groups"][0]["rows"][0]["ratio"] == results["groups"][0]["rows"][0]["ratio"]
-    # UNet2015's recipe is the paper's width: one group; MCSA-UNet's recipe (16-256) is narrower than the paper's
+    # every recipe (16-256) is narrower than the paper's width: two groups per network
     assert [(g["network"], g["width"], g["features"]) for g in results["groups"]] == [
-        ("UNet2015", "recipe = paper", [8, 16, 32, 64, 128]),
+        ("UNet2015", "recipe", [2, 4, 8, 16, 32]),
+        ("UNet2015", "paper", [8, 16, 32, 64, 128]),
         ("MCSAUNet", "recipe", [2, 4, 8, 16, 32]),
         ("MCSAUNet", "paper", [8, 16, 32, 64, 128]),
     ]
-    unet, mcsa, mcsa_paper = results["groups"]
+    unet, unet_paper, mcsa, mcsa_paper = results["groups"]
     # the real validation images through the bundles' preprocessing, center-cropped to 64 px
     assert unet["image"] == {"source": "isbi2012_em/20", "shape": [1, 1, 64, 64]}
     assert mcsa["image"] == {"source": "monuseg2018/TCGA-50-5931-01Z-00-DX1", "shape": [1, 3, 64, 64]}
-    assert unet["training_batch"] == [1, 1, 188, 188]  # a 64-px patch rounds up to UNet2015's smallest valid tile
+    assert unet["training_batch"] == [1, 1, 64, 64]  # the release recipe pads its convolutions: no context tile
     assert mcsa["training_batch"] == [1, 3, 64, 64]
     for group in results["groups"]:
         peak = group["peak"]
@@ -302,18 +303,17 @@ def test_precision_benchmark_reports_both_precisions_ratios_and_peaks(tmp_path, 
                 fraction = row[p]["gflops_at_median"] / peak[p]["gflops_at_median"]
                 assert row[f"{p}_fraction_of_peak"] == pytest.approx(fraction)
         assert 0 <= group["agreement"]["decision_disagreement"] <= 1
-    # FLOPs of what ran: one 252-px tile for a 64-px image (64 + 2 x 92 rounded up to a valid tile)
-    net = UNet2015(features=(8, 16, 32, 64, 128)).eval()
-    assert unet["rows"][1]["fp32"]["gflop"] == pytest.approx(benchmark.convolution_flops(net, (1, 1, 252, 252)) / 1e9)
+    # FLOPs of what ran: the recipe's network (same padding, batch norm) on the 64-px training crop
+    net = UNet2015(features=(2, 4, 8, 16, 32), padding="same", norm="batch")
     assert unet["rows"][0]["fp32"]["gflop"] == pytest.approx(
-        benchmark.convolution_flops(net.train(), (1, 1, 188, 188), backward=True) / 1e9
+        benchmark.convolution_flops(net.train(), (1, 1, 64, 64), backward=True) / 1e9
     )
     # targets: UNet2015 at both widths, the others at the recipe's width only
-    rows = unet["rows"] + mcsa["rows"] + mcsa_paper["rows"]
-    assert [row["target"] for row in rows] == [2.5, 2.8, 1.8, 2.0, None, None]
-    assert all(row["passed"] == (row["ratio"] >= row["target"]) for row in rows[:4])
-    assert all(row["passed"] is None for row in rows[4:])
-    assert results["passed"] == all(row["passed"] for row in rows[:4])
+    rows = unet["rows"] + unet_paper["rows"] + mcsa["rows"] + mcsa_paper["rows"]
+    assert [row["target"] for row in rows] == [2.5, 2.8, 2.5, 2.8, 1.8, 2.0, None, None]
+    assert all(row["passed"] == (row["ratio"] >= row["target"]) for row in rows[:6])
+    assert all(row["passed"] is None for row in rows[6:])
+    assert results["passed"] == all(row["passed"] for row in rows[:6])
     printed = capsys.readouterr().out
     assert "fp32 GFLOP/s" in printed and "bf16 GFLOP/s" in printed and "bf16/fp32" in printed
     rows_printed = [line for line in printed.splitlines() if line.startswith("MCSAUNet") and "train step" in line]

@@ -196,6 +196,9 @@ class DiceWeightedCELoss(_Loss):
         dice_kwargs: extra arguments of ``monai.losses.DiceLoss`` (``softmax`` and ``to_onehot_y`` are set here).
     """
 
+    #: the target carries the weight map (read by code that builds targets for a loss, e.g. the benchmarks)
+    weight_in_target = True
+
     def __init__(self, lambda_dice: float = 1.0, lambda_ce: float = 1.0, dice_kwargs: dict | None = None) -> None:
         super().__init__()
         if lambda_dice < 0 or lambda_ce < 0:
