@@ -229,6 +229,6 @@ def test_cli_prints_one_line_per_export(tmp_path, capsys):
     assert eb.main(command + ["--out_dir", str(tmp_path)]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     expected = f"unet_em_segmentation torchscript: {tmp_path / 'unet_em_segmentation' / 'model.ts'} max_abs_difference="
-    assert len(lines) == 1 and lines[0].startswith(expected) and lines[0].endswith("(1x1x572x572)")
+    assert len(lines) == 1 and lines[0].startswith(expected) and lines[0].endswith("(1x1x512x512)")
     assert eb.main(["export", "unet_em_segmentation", "--format", "tflite"]) == 1
     assert "unknown format ['tflite']" in capsys.readouterr().err

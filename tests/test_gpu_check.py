@@ -17,7 +17,6 @@ def test_gpu_check_names_every_shipped_model_and_the_paper_recipe():
     text = SCRIPT.read_text()
     for needle in (
         "paper.json",
-        "models/phc_cells/model.pt",
         "attention_resunet_cell_segmentation",
         "lgnet_covid_ct_segmentation",
         "mcsa_unet_nuclei_segmentation",

@@ -440,7 +440,7 @@ def test_default_attention_size_pools_large_skips_only():
         attention._attention_grid(torch.zeros(1, 1, 512 >> level, 512 >> level))
         for level, attention in enumerate(net.skip_attention)
     ]
-    assert sizes == [[64, 64]] * 4  # 512, 256, 128 pooled 8x, 4x, 2x; the 64 x 64 skip at full resolution
+    assert sizes == [[32, 32]] * 4  # 512, 256, 128, 64 pooled 16x, 8x, 4x, 2x (the default attention_size, 32)
 
 
 def set_gradient_checkpointing(net: nn.Module, enabled: bool) -> None:

@@ -183,9 +183,13 @@ def test_package_layout(packages, bundle):
     assert "medseg-bundles" not in metadata["required_packages_version"]
     assert "medseg-bundles" in source_metadata["required_packages_version"]
 
-    assert pb.read_large_files(package / "large_files.yml") == [
-        {"path": "models/model.pt", "url": "", "hash_val": "", "hash_type": "md5"}
-    ]
+    # the shipped weights go into the package with the URL and md5 of the bundle's own large_files.yml
+    assert pb.read_large_files(package / "large_files.yml") == pb.read_large_files(
+        REPO_ROOT / "bundles" / bundle / "large_files.yml"
+    )
+    assert (package / "models" / "model.pt").read_bytes() == (
+        REPO_ROOT / "bundles" / bundle / "models" / "model.pt"
+    ).read_bytes()
     readme = (package / "docs" / "README.md").read_text()
     headings = [line[3:] for line in readme.splitlines() if line.startswith("## ")]
     assert [h for h in headings if h in pb.README_SECTIONS] == list(pb.README_SECTIONS)
@@ -318,8 +322,9 @@ def test_config_pointing_at_a_missing_class_fails(packages, tmp_path):
 
 def test_large_file_hash_mismatch_fails(packages, tmp_path):
     package = _copy_package(packages, "unet_em_segmentation", tmp_path)
-    (package / "models").mkdir()
     (package / "models" / "model.pt").write_bytes(b"weights")
+    unhashed = [{"path": "models/model.pt", "url": "", "hash_val": "", "hash_type": "md5"}]
+    (package / "large_files.yml").write_text(pb.large_files_yml(unhashed))
     assert pb.check_large_files(package) == ["large_files.yml: models/model.pt exists but has no hash_val"]
     entries = [{"path": "models/model.pt", "url": "", "hash_val": "0" * 32, "hash_type": "md5"}]
     (package / "large_files.yml").write_text(pb.large_files_yml(entries))
@@ -370,7 +375,7 @@ def test_package_with_weights_passes_every_check(tmp_path):
         == hashlib.md5((package / "models" / "model.ts").read_bytes()).hexdigest()
     )
     scripted = torch.jit.load(str(package / "models" / "model.ts"))
-    assert tuple(scripted(torch.rand(1, 1, 572, 572)).shape) == (1, 2, 388, 388)
+    assert tuple(scripted(torch.rand(1, 1, 512, 512)).shape) == (1, 2, 512, 512)
     with zipfile.ZipFile(zip_path) as archive:
         assert {f"{bundle}/models/model.pt", f"{bundle}/models/model.ts"} <= set(archive.namelist())
 

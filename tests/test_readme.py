@@ -48,15 +48,17 @@ def broken_links(path: Path) -> list[str]:
 def test_readme_python_example_runs(tmp_path):
     """Runs the README's Python example as written, in a fresh process, on the real ISBI image it names.
 
-    It runs in a copy of the bundle's configs (so no locally trained ``models/model.pt`` changes what it does:
-    random weights, as on a fresh clone) with this checkout's packages on ``PYTHONPATH`` and ``MEDSEG_DATA`` set
-    to the data root the tests use.
+    It runs in a copy of the bundle's configs and shipped weights (so that a locally trained ``models/model.pt``
+    cannot change what it does) with this checkout's packages on ``PYTHONPATH`` and ``MEDSEG_DATA`` set to the data
+    root the tests use; the mask must be the shipped model's: far from "cell everywhere".
     """
     require_dataset("isbi2012_em")
     blocks = python_blocks(README.read_text())
     assert len(blocks) == 1, f"README.md should have one ```python block, found {len(blocks)}"
     bundle = Path("bundles") / "unet_em_segmentation"
     shutil.copytree(REPO_ROOT / bundle / "configs", tmp_path / bundle / "configs")
+    (tmp_path / bundle / "models").mkdir()
+    shutil.copy(REPO_ROOT / bundle / "models" / "model.pt", tmp_path / bundle / "models" / "model.pt")
     env = {
         **os.environ,
         "MEDSEG_DATA": str(data_root()),
@@ -68,6 +70,8 @@ def test_readme_python_example_runs(tmp_path):
     assert result.returncode == 0, f"README example failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     mask = np.asarray(Image.open(tmp_path / "outputs" / "readme" / "20_mask.png"))
     assert mask.shape == (512, 512) and set(np.unique(mask)) <= {0, 255}
+    truth = np.asarray(Image.open(data_root() / "isbi2012_em" / "label" / "20.png")) > 127
+    assert np.mean((mask > 0) == truth) > 0.85, "far from the shipped model's mask (cell everywhere scores about 0.79)"
     probability = np.asarray(Image.open(tmp_path / "outputs" / "readme" / "20_prob.png"))
     assert probability.shape == (512, 512) and probability.dtype == np.uint16
 
