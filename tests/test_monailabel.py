@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 from medseg_tools import monailabel as ml
+from medseg_tools.scoring import segmentation_scores
 from monai.bundle import ConfigParser
 from PIL import Image
 
@@ -262,11 +263,7 @@ def read_label(content: bytes, suffix: str, path: Path) -> np.ndarray:
 def class_mean_dice(mask: np.ndarray, truth: np.ndarray) -> float:
     """Mean of the foreground's and the background's Dice: at most 0.5 for an all-foreground or all-background
     mask, so a floor above 0.5 needs a model that segments."""
-    scores = []
-    for a, b in ((mask, truth), (~mask, ~truth)):
-        total = a.sum() + b.sum()
-        scores.append(1.0 if total == 0 else 2.0 * (a & b).sum() / total)
-    return float(np.mean(scores))
+    return segmentation_scores(mask, truth)["mean_dice"]
 
 
 # class-mean Dice of the shipped model's labels against the ground truth, averaged over the labelled studies (the
