@@ -148,6 +148,17 @@ def plot_metrics_bar(spec: ReproductionSpec, results: Mapping, path: Path) -> No
     plt.close(figure)
 
 
+def _save_curves_figure(plt, figure, axes: Sequence, path: Path) -> None:
+    """Grid and legend on every axis of a curves figure, then the PNG."""
+    for axis in axes:
+        axis.grid(alpha=0.3)
+        if axis.get_legend_handles_labels()[0]:
+            axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
 def plot_training_curves(spec: ReproductionSpec, results: Mapping, path: Path) -> None:
     """Training loss and validation key metric per epoch of every trained variant."""
     plt = _pyplot()
@@ -163,13 +174,7 @@ def plot_training_curves(spec: ReproductionSpec, results: Mapping, path: Path) -
                 axis.plot(epochs, values, marker="o", markersize=3, color=colours(index % 10), label=row["name"])
     loss_axis.set(xlabel="epoch", ylabel=f"mean {spec.loss_tag}", title="training loss")
     metric_axis.set(xlabel="epoch", ylabel=spec.label(key_metric), title=f"validation {spec.label(key_metric)}")
-    for axis in (loss_axis, metric_axis):
-        axis.grid(alpha=0.3)
-        if axis.get_legend_handles_labels()[0]:
-            axis.legend(fontsize=8)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    _save_curves_figure(plt, figure, (loss_axis, metric_axis), path)
 
 
 def time_to_reach(curve: Sequence, target: float, lower_is_better: bool) -> float | None:
@@ -221,12 +226,7 @@ def plot_time_to_metric(spec: ReproductionSpec, results: Mapping, path: Path) ->
             minutes = [s / 60.0 for s in seconds]
             axis.plot(minutes, values, marker="o", markersize=3, color=colours(index % 10), label=row["name"])
     axis.set(xlabel="minutes of training", ylabel=spec.label(key_metric), title=f"validation {spec.label(key_metric)}")
-    axis.grid(alpha=0.3)
-    if axis.get_legend_handles_labels()[0]:
-        axis.legend(fontsize=8)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    _save_curves_figure(plt, figure, (axis,), path)
 
 
 def overlay_rows(n_samples: int, n_rows: int, seed: int) -> list[int]:
