@@ -1,9 +1,13 @@
 from .attention_resunet import AttentionResUNet
+from .bcdunet import BCDUNet
+from .cenet import CENet
 from .fcn import FCN8s
 from .lgnet import LGNet, LocalGlobalAttention, PixelCorrelation, pixel_weighted_aggregation
 from .mcsa_unet import ChannelSpatialAttention, MCSAUNet
+from .multiresunet import MultiResUNet
 from .r2unet import R2UNet
 from .resunet import ResUNet
+from .resunetpp import ResUNetPlusPlus
 from .segnet import SegNet
 from .select_output import SelectOutput
 from .u2net import U2NET_LITE, U2Net

@@ -30,9 +30,9 @@ class PreActivationResidualUnit(nn.Module):
     Residual Networks", 2016).
 
     ``h`` is the identity when shapes agree and otherwise a 1x1 projection convolution with the unit's stride (no
-    normalisation, as in He et al.'s projection shortcuts). With ``preactivate_input=False`` the first
-    normalisation-activation is dropped, giving ``conv-norm-act-conv`` for the network's first unit that sees the
-    raw image (Zhang et al., Fig. 3 level 1).
+    normalisation, as in He et al.'s projection shortcuts; ``shortcut_norm=True`` adds one, as ResUNet++
+    does). With ``preactivate_input=False`` the first normalisation-activation is dropped, giving
+    ``conv-norm-act-conv`` for the network's first unit that sees the raw image (Zhang et al., Fig. 3 level 1).
     """
 
     def __init__(
@@ -46,6 +46,7 @@ class PreActivationResidualUnit(nn.Module):
         dropout: float | tuple = 0.0,
         bias: bool = True,
         preactivate_input: bool = True,
+        shortcut_norm: bool = False,
     ):
         """
         Args:
@@ -58,6 +59,7 @@ class PreActivationResidualUnit(nn.Module):
             dropout: dropout after each activation (MONAI ``Dropout`` spec); 0 for none.
             bias: whether the convolutions have a bias term.
             preactivate_input: whether the unit starts with norm-act (``False`` for the first unit).
+            shortcut_norm: whether the 1x1 projection shortcut is followed by ``norm``.
         """
         super().__init__()
         dropout_ = dropout_or_none(dropout)
@@ -72,7 +74,15 @@ class PreActivationResidualUnit(nn.Module):
         )
         if in_channels != out_channels or strides != 1:
             self.shortcut: nn.Module = Convolution(
-                spatial_dims, in_channels, out_channels, strides=strides, kernel_size=1, bias=bias, conv_only=True
+                spatial_dims,
+                in_channels,
+                out_channels,
+                strides=strides,
+                kernel_size=1,
+                act=None,
+                norm=norm if shortcut_norm else None,
+                bias=bias,
+                conv_only=not (shortcut_norm and norm is not None),
             )
         else:
             self.shortcut = nn.Identity()

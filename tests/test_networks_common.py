@@ -14,8 +14,8 @@ import torch
 import torch.nn as nn
 
 import custom_networks
-from custom_networks import AttentionResUNet, FCN8s, MCSAUNet, R2UNet, ResUNet, SegNet, UNet2015, UNet3Plus
-from custom_networks import LGNet, U2Net
+from custom_networks import AttentionResUNet, BCDUNet, CENet, FCN8s, MCSAUNet, R2UNet, ResUNet, SegNet, UNet2015
+from custom_networks import LGNet, MultiResUNet, ResUNetPlusPlus, U2Net, UNet3Plus
 
 # torch >= 2.10 deprecates TorchScript; the bundles still export scripted models, so scripting is tested here.
 pytestmark = pytest.mark.filterwarnings("ignore:.*torch.jit.* is deprecated")
@@ -61,6 +61,10 @@ CASES = {
     "SegNet": Case(SegNet, dict(features=(2, 4), convs_per_stage=(1, 1))),
     "R2UNet": Case(R2UNet, dict(features=(2, 4), recurrent_steps=1), size_divisor=2),
     "LGNet": Case(LGNet, dict(features=(12, 24, 48))),  # >= 12 channels: no SE block with a single hidden unit
+    "BCDUNet": Case(BCDUNet, dict(features=(4, 8, 8))),
+    "CENet": Case(CENet, dict(features=(4, 8), encoder_blocks=(1, 1)), size_divisor=8),
+    "MultiResUNet": Case(MultiResUNet, dict(features=(6, 12, 24))),
+    "ResUNetPlusPlus": Case(ResUNetPlusPlus, dict(features=(16, 24, 32, 32)), in_channels=3),  # SE: >= 2 hidden units
     "U2Net": Case(
         U2Net,
         dict(
