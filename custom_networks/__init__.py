@@ -1,10 +1,12 @@
 from .attention_resunet import AttentionResUNet
 from .bcdunet import BCDUNet
 from .cenet import CENet
+from .families import FAMILIES, build_network, family_names
 from .fcn import FCN8s
 from .lgnet import LGNet, LocalGlobalAttention, PixelCorrelation, pixel_weighted_aggregation
 from .mcsa_unet import ChannelSpatialAttention, MCSAUNet
 from .multiresunet import MultiResUNet
+from .pad_to_divisible import PadToDivisible
 from .r2unet import R2UNet
 from .resunet import ResUNet
 from .resunetpp import ResUNetPlusPlus
