@@ -396,3 +396,49 @@ def test_stop_after_seconds_keeps_the_budget_across_restarts(tmp_path):
 def test_stop_after_seconds_refuses_a_bad_budget(seconds):
     with pytest.raises(ValueError, match="finite budget"):
         StopAfterSeconds(seconds)
+
+
+# --- the survey's families: every mask scored alike, with the network's cost ---------------------------------------
+
+
+@pytest.mark.slow
+def test_survey_spec_scores_saved_masks_and_reports_the_cost(tmp_path, isbi_dir):
+    """Two families swapped in by configs/family.json, one epoch each: the table's survey metrics are the scores of
+    the saved masks, with parameters, GFLOPs and CPU seconds per image, and the Dice-against-cost figure."""
+    survey = json.loads((reproduce.spec_path(BUNDLE, "survey")).read_text())
+    keep = {"U-Net (MONAI BasicUNet)", "MultiResUNet"}
+    survey.update(
+        split={"train_ids": [0], "val_ids": [20]},
+        budget={"epochs": 1},
+        variants=[v for v in survey["variants"] if v["name"] in keep],
+    )
+    spec_file = tmp_path / "survey.json"
+    spec_file.write_text(json.dumps(survey))
+    overrides = {"dataset_dir": str(isbi_dir), "num_workers": 0, "family_width": 4}
+    results = reproduce.reproduce(BUNDLE, str(spec_file), out_dir=str(tmp_path / "out"), seed=1, overrides=overrides)
+    rows = {row["name"]: row for row in results["variants"]}
+    assert set(rows) == keep
+    truth = reproduce.read_mask(isbi_dir / "label" / "20.png")  # indexed as the bundle reads it
+    for row in rows.values():
+        assert row["cost"]["parameters"] > 0 and row["cost"]["gflops"] > 0 and row["cost"]["cpu_seconds"] > 0
+        mask = reproduce.read_mask(Path(row["predictions"]) / "20_mask.png")
+        assert mask.shape == truth.shape
+        expected = reproduce.score_mask(mask, truth, survey["metrics"])
+        assert row["metrics"] == pytest.approx(expected, abs=1e-6)
+    # the survey's DSC = 2J / (1 + J) holds per image
+    dice, jaccard = expected["dice"], expected["iou"]
+    assert dice == pytest.approx(2 * jaccard / (1 + jaccard), abs=1e-6)
+    markdown = (tmp_path / "out" / "results.md").read_text()
+    assert "| parameters (M) | GFLOPs / image | CPU s / image |" in markdown
+    assert (tmp_path / "out" / "metric_against_cost.png").stat().st_size > 10_000
+
+
+def test_survey_specs_list_every_family_of_the_registry():
+    from custom_networks import FAMILIES
+
+    for bundle in ("unet_em_segmentation", "mcsa_unet_nuclei_segmentation"):
+        spec = reproduce.load_spec(bundle, "survey")
+        names = {v.overrides.get("network_family") for v in spec.variants if not v.training_free}
+        assert names == set(FAMILIES), bundle
+        assert spec.score_from == "predictions" and spec.cost
+        assert set(spec.metrics) == {"accuracy", "sensitivity", "specificity", "dice", "iou"}

@@ -17,6 +17,9 @@ A reproduction is described by a JSON file, ``bundles/<bundle>/configs/reproduce
       "paper": {"U-Net": {"val_rand_error": 0.0382}},   # the paper's numbers, shown side by side
       "notes": "The paper's values come from the challenge's test set.",   # optional, under the table
       "reference_variant": "plain baseline",     # optional: time-to-metric table against this variant
+      "score_from": "predictions",               # optional: score every variant's saved masks here (one
+                                                 # definition for all) instead of reading evaluate.json
+      "cost": true,                              # optional: parameters, GFLOPs and CPU s of one image
       "tables": [                                # optional: several tables from one run (default: one table)
         {"title": "Table 1", "variants": ["U-Net", "Otsu threshold"]},
         {"title": "Table 2", "variants": ["U-Net", "U-Net, same padding"], "paper": {"U-Net": {"dice": 0.9}}}
@@ -24,6 +27,8 @@ A reproduction is described by a JSON file, ``bundles/<bundle>/configs/reproduce
       "variants": [
         {"name": "U-Net", "overrides": {"features": [64, 128, 256, 512, 1024]}},
         {"name": "U-Net, same padding", "overrides": {"padding": "same"}, "configs": []},
+        {"name": "MultiResUNet", "configs": ["family.json"], "inference_configs": ["family.json"],
+         "overrides": {"network_family": "multiresunet"}},
         {"name": "Otsu threshold", "training_free": "otsu"}
       ]
     }
@@ -32,13 +37,14 @@ Each trained variant is run through ``python -m monai.bundle`` (:mod:`medseg_too
 ``training`` with its own ``ckpt_dir`` / ``log_dir``, then ``evaluate.json`` on the validation ids (its
 ``metrics.csv`` gives the table), then ``inference.json`` on the validation images (masks for the overlay
 grid). A variant's ``overrides`` apply to every stage where their parent id exists (``network_def#x`` is
-skipped for a config without ``network_def``); ``configs`` are extra training config files. Training-free
+skipped for a config without ``network_def``); ``configs`` are extra training config files,
+``inference_configs`` extra inference config files. Training-free
 variants (``TRAINING_FREE``, e.g. an Otsu threshold) segment the bundle's own preprocessed validation images
 in this process and are scored with the same metric definitions (``transforms.metrics``).
 
 Outputs in ``out_dir``: ``results.md`` (the table and the command reproducing it), ``results.json``,
 ``metrics_bar.png``, ``training_curves.png``, ``time_to_metric.png`` (validation key metric against minutes of
-training), ``overlay_grid.png``, and ``variants/<name>/`` with each
+training), ``overlay_grid.png``, ``metric_against_cost.png`` (with ``cost``), and ``variants/<name>/`` with each
 variant's checkpoints, TensorBoard logs, evaluation, masks and full bundle log (``bundle.log``).
 """
 

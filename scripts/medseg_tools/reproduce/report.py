@@ -51,7 +51,10 @@ def results_markdown(spec: ReproductionSpec, results: Mapping) -> str:
         lines += [spec.notes, ""]
     if spec.reference_variant:
         lines += time_to_metric_lines(spec, results, spec.reference_variant)
-    lines += ["Figures: `metrics_bar.png`, `training_curves.png`, `time_to_metric.png`, `overlay_grid.png`.", ""]
+    figures = ["metrics_bar.png", "training_curves.png", "time_to_metric.png", "overlay_grid.png"]
+    if any(row.get("cost") for row in results["variants"]):
+        figures.append("metric_against_cost.png")
+    lines += ["Figures: " + ", ".join(f"`{name}`" for name in figures) + ".", ""]
     return "\n".join(lines)
 
 
@@ -71,6 +74,9 @@ def table_lines(spec: ReproductionSpec, rows: Sequence[Mapping], paper: Mapping)
         if metric in paper_metrics:
             header.append(f"{spec.label(metric)} (paper)")
     header += ["train min", "epochs"]
+    with_cost = any("cost" in row for row in rows)
+    if with_cost:
+        header += ["parameters (M)", "GFLOPs / image", "CPU s / image"]
     lines = ["| " + " | ".join(header) + " |", "|---" + "|---:" * (len(header) - 1) + "|"]
     for row in rows:
         cells = [row["name"]]
@@ -82,6 +88,8 @@ def table_lines(spec: ReproductionSpec, rows: Sequence[Mapping], paper: Mapping)
         minutes = row.get("train_minutes")
         cells.append("–" if row["training_free"] else f"{minutes:.1f}")
         cells.append("–" if row["training_free"] else str(row.get("epochs_run", "–")))
+        if with_cost:
+            cells += cost_cells(row.get("cost"))
         lines.append("| " + " | ".join(cells) + " |")
     names = {row["name"] for row in rows}
     for name, values in paper.items():
@@ -92,8 +100,39 @@ def table_lines(spec: ReproductionSpec, rows: Sequence[Mapping], paper: Mapping)
             cells.append("–")
             if metric in paper_metrics:
                 cells.append(_format(values.get(metric)))
-        lines.append("| " + " | ".join(cells + ["–", "–"]) + " |")
+        lines.append("| " + " | ".join(cells + ["–", "–"] + (["–"] * 3 if with_cost else [])) + " |")
     return lines
+
+
+def cost_cells(cost: Mapping | None) -> list[str]:
+    """Parameters in millions, GFLOPs and CPU seconds of one image (see ``medseg_tools.reproduce.cost``)."""
+    if not cost:
+        return ["–"] * 3
+    return [f"{cost['parameters'] / 1e6:.2f}", f"{cost['gflops']:.1f}", f"{cost['cpu_seconds']:.3f}"]
+
+
+def plot_metric_against_cost(spec: ReproductionSpec, results: Mapping, path: Path) -> bool:
+    """The key metric of every variant against its GFLOPs per image (marker area: parameters); ``False`` (and no
+    file) when no variant has a cost."""
+    rows = [row for row in results["variants"] if row.get("cost")]
+    if not rows:
+        return False
+    plt = _pyplot()
+    metric = spec.key_metric or spec.metrics[0]
+    figure, axis = plt.subplots(figsize=(7, 5))
+    for row in rows:
+        cost, value = row["cost"], row["metrics"].get(metric, float("nan"))
+        axis.scatter(cost["gflops"], value, s=20 + 15 * cost["parameters"] / 1e6, alpha=0.7)
+        axis.annotate(row["name"], (cost["gflops"], value), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    axis.set_xscale("log")
+    axis.set_xlabel("GFLOPs per validation image (log scale)")
+    axis.set_ylabel(spec.label(metric))
+    axis.set_title(f"{spec.label(metric)} against cost (marker area: parameters)", fontsize=10)
+    axis.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return True
 
 
 def _pyplot():

@@ -29,13 +29,15 @@ from medseg_tools.reproduce.bundles import (
 )
 from medseg_tools.reproduce.report import (
     overlay_rows,
+    plot_metric_against_cost,
     plot_metrics_bar,
     plot_overlay_grid,
     plot_time_to_metric,
     plot_training_curves,
     results_markdown,
 )
-from medseg_tools.reproduce.samples import mask_path, score_mask, validation_samples, write_mask
+from medseg_tools.reproduce.cost import network_cost
+from medseg_tools.reproduce.samples import mask_path, read_mask, score_mask, validation_samples, write_mask
 from medseg_tools.reproduce.spec import ReproductionSpec, Variant, check_budget, load_spec
 from medseg_tools.runner import bundle_command
 from monai.bundle import ConfigParser
@@ -125,7 +127,7 @@ def run_trained_variant(
     budget: Mapping,
     common: Mapping,
     resume: bool,
-    input_images: Sequence[str],
+    samples: Sequence[Mapping],
 ) -> dict:
     """Trains, evaluates and segments the validation images with one variant; returns its record."""
     log = workdir / "bundle.log"
@@ -144,32 +146,42 @@ def run_trained_variant(
     run_logged(bundle_command(bundle, eval_configs, None, eval_overrides), log, f"{variant.name}: evaluate", False)
     metrics = read_metrics_csv(workdir / "eval" / "metrics.csv")
 
-    infer_parser = load_parser(bundle, spec.inference_configs)
-    infer_overrides = applicable_overrides(infer_parser, {**common, **variant.overrides, **variant.inference_overrides})
+    infer_configs = [*spec.inference_configs, *variant.inference_configs]
+    infer_parser = load_parser(bundle, infer_configs)
+    network_overrides = applicable_overrides(
+        infer_parser, {**common, **variant.overrides, **variant.inference_overrides}
+    )
+    infer_overrides = dict(network_overrides)
     if "seed" in infer_parser:
         infer_overrides["seed"] = seed
     infer_overrides.update(
         {
-            spec.image_id: list(input_images),
+            spec.image_id: [sample["image_path"] for sample in samples],
             spec.checkpoint_id: workdir / "models" / "model.pt",
             "output_dir": workdir / "predictions",
         }
     )
-    run_logged(
-        bundle_command(bundle, spec.inference_configs, None, infer_overrides), log, f"{variant.name}: segment", False
-    )
+    run_logged(bundle_command(bundle, infer_configs, None, infer_overrides), log, f"{variant.name}: segment", False)
+    if spec.score_from == "predictions":
+        per_image = [
+            score_mask(read_mask(mask_path(workdir / "predictions", s)), s["truth"], spec.metrics) for s in samples
+        ]
+        metrics = {m: float(np.mean([scores[m] for scores in per_image])) for m in spec.metrics}
 
     key_metric = spec.key_metric or spec.metrics[0]
     curves = read_training_curves(workdir / "runs", log, spec.loss_tag, key_metric)
     missing = [m for m in spec.metrics if m not in metrics]
     if missing:
         logger.warning("variant %s: metrics.csv has no %s (it has %s)", variant.name, missing, sorted(metrics))
-    return {
+    record = {
         "metrics": {m: metrics.get(m, float("nan")) for m in spec.metrics},
         "train_minutes": seconds / 60.0,
         "epochs_run": max([e for e, _ in curves["loss"]], default=0),
         "curves": curves,
     }
+    if spec.cost:
+        record["cost"] = network_cost(bundle, infer_configs, network_overrides, samples[0]["image"])
+    return record
 
 
 def run_training_free_variant(
@@ -249,7 +261,6 @@ def reproduce(
 
     eval_parser = load_parser(bundle, [*loaded.configs, *loaded.evaluate_configs], {**common, **loaded.split})
     samples = validation_samples(eval_parser, loaded.datalist_id, loaded.preprocessing_id)
-    input_images = [sample["image_path"] for sample in samples]
 
     records = []
     progress = tqdm(chosen, desc="variants", unit="variant", position=0)
@@ -285,7 +296,7 @@ def reproduce(
         if variant.training_free:
             outcome = run_training_free_variant(loaded, variant, workdir, samples)
         else:
-            outcome = run_trained_variant(bundle, loaded, variant, workdir, seed, budget, common, resume, input_images)
+            outcome = run_trained_variant(bundle, loaded, variant, workdir, seed, budget, common, resume, samples)
         record = {
             "name": variant.name,
             "training_free": variant.training_free,
@@ -326,5 +337,6 @@ def reproduce(
     plot_training_curves(loaded, results, out / "training_curves.png")
     plot_time_to_metric(loaded, results, out / "time_to_metric.png")
     plot_overlay_grid(results, samples, overlay_rows(len(samples), n_overlay, seed), out / "overlay_grid.png")
+    plot_metric_against_cost(loaded, results, out / "metric_against_cost.png")
     logger.info("results in %s", out / "results.md")
     return results

@@ -15,6 +15,9 @@ from medseg_tools.runner import bundle_dir
 
 LOWER_IS_BETTER_WORDS = ("error", "loss", "hausdorff", "distance", "hd95", "asd")
 SPEC_FOLDER = Path("configs") / "reproduce"
+# "evaluate": the table's metrics are those evaluate.json writes; "predictions": every variant's saved masks are
+# scored here with one definition (medseg_tools.scoring), so bundles and networks are compared alike
+SCORE_SOURCES = ("evaluate", "predictions")
 
 
 @dataclass
@@ -22,13 +25,15 @@ class Variant:
     """One row of the table: a bundle run with ``overrides`` (and extra config files) or a training-free method.
 
     ``configs`` are merged after the spec's training configs; they change the model or its training, not the
-    data (the validation images are listed once, from the spec's configs). ``inference_overrides`` apply to the
-    inference run only.
+    data (the validation images are listed once, from the spec's configs). ``inference_configs`` are merged after
+    the spec's inference configs (e.g. ``family.json``, which swaps the network in both), and
+    ``inference_overrides`` apply to the inference run only.
     """
 
     name: str
     overrides: dict = field(default_factory=dict)
     configs: list = field(default_factory=list)
+    inference_configs: list = field(default_factory=list)
     inference_overrides: dict = field(default_factory=dict)
     training_free: str | None = None
 
@@ -58,6 +63,8 @@ class ReproductionSpec:
     tables: list = field(default_factory=list)
     loss_tag: str = "train_loss"
     trainer_id: str = "train#trainer"
+    score_from: str = "evaluate"
+    cost: bool = False
     datalist_id: str = "validate#datalist"
     preprocessing_id: str = "validate#preprocessing"
     image_id: str = "input_images"
@@ -119,6 +126,8 @@ def parse_spec(raw: Mapping, source: str = "<dict>") -> ReproductionSpec:
     if not isinstance(raw["metrics"], (list, tuple)) or not all(isinstance(m, str) for m in raw["metrics"]):
         raise ValueError(f"{source}: 'metrics' must be a list of metric names, got {raw['metrics']!r}.")
     spec = ReproductionSpec(**{**raw, "variants": variants, "source": source})
+    if spec.score_from not in SCORE_SOURCES:
+        raise ValueError(f"{source}: score_from must be one of {SCORE_SOURCES}, got {spec.score_from!r}.")
     spec.budget = check_budget(spec.budget, source)
     check_paper_values(spec.paper, source)
     spec.tables = [check_table(table, {v.name for v in variants}, source) for table in spec.tables]
