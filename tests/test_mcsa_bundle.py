@@ -117,7 +117,8 @@ def test_training_saves_the_ema_weights_as_the_best_model(trained):
     assert not list(models.glob("*.tmp"))
     from custom_networks import MCSAUNet
 
-    MCSAUNet(in_channels=3, out_channels=2, features=FEATURES).load_state_dict(best)
+    norm = parser_of("train.json").get_parsed_content("norm")  # the release recipe's (instance norm)
+    MCSAUNet(in_channels=3, out_channels=2, features=FEATURES, norm=norm).load_state_dict(best)
 
 
 def test_ema_momentum_warms_up_like_tensorflow_and_is_capped_by_the_decay():
@@ -157,7 +158,7 @@ def test_evaluate_scores_a_whole_folder_with_pixel_and_instance_metrics(trained,
     workdir, _ = trained
     out = workdir / "eval_all"
     overrides = {**SMOKE, "dataset_dir": crops, "ckpt_dir": workdir / "models", "output_dir": out}
-    overrides.update(val_ids="all", patch_size=[128, 128])
+    overrides.update(val_ids="all", patch_size=[128, 128], tta="none")  # as the training validated (no TTA)
     run_bundle(BUNDLE, ["train.json", "evaluate.json"], overrides=overrides, capture=True)
     summary = dict(line.split(",") for line in (out / "metrics.csv").read_text().splitlines())
     assert set(summary) == METRICS | INSTANCE_METRICS

@@ -65,6 +65,16 @@ def reproduction_command(
     return shlex.join(command)
 
 
+# Variant fields added after results were recorded: they enter the fingerprint only when set, so that the finished
+# variants of earlier runs still resume.
+LATER_VARIANT_FIELDS = ("inference_configs",)
+
+
+def _variant_settings(variant: Variant) -> dict:
+    settings = asdict(variant)
+    return {k: v for k, v in settings.items() if k not in LATER_VARIANT_FIELDS or v}
+
+
 def _fingerprint(payload: Mapping) -> str:
     return hashlib.sha256(json.dumps(_plain(payload), sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -270,7 +280,7 @@ def reproduce(
         marker = workdir / DONE_MARKER
         fingerprint = _fingerprint(
             {
-                "variant": asdict(variant),
+                "variant": _variant_settings(variant),
                 "budget": budget,
                 "split": loaded.split,
                 "seed": seed,
