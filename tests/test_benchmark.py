@@ -321,6 +321,19 @@ def test_precision_benchmark_reports_both_precisions_ratios_and_peaks(tmp_path, 
     assert verdicts[0] in ("PASS", "FAIL") and verdicts[1] == "-"  # recipe width: a verdict; paper width: none
 
 
+def test_precision_benchmark_runs_the_bundles_monai_baselines():
+    """The plain MONAI baselines (configs/baseline_monai.json) have one width, their own network and loss."""
+    require_dataset("isbi2012_em")
+    from monai.networks.nets import BasicUNet
+
+    results = benchmark.precision("BasicUNet-ISBI", small=True, repeats=1, warmup=0, threads=1, quiet=True)
+    (group,) = results["groups"]
+    assert (group["network"], group["width"], group["features"]) == ("BasicUNet-ISBI", "recipe", [2, 4, 8, 16, 32])
+    expected = BasicUNet(2, 1, 2, features=(2, 4, 8, 16, 32, 2))
+    assert group["parameters"] == sum(p.numel() for p in expected.parameters())
+    assert "DiceCELoss" in group["rows"][0]["work"] and [r["target"] for r in group["rows"]] == [1.8, 2.0]
+
+
 def test_precision_benchmark_rejects_bad_choices():
     with pytest.raises(ValueError, match="unknown network"):
         benchmark.precision(networks="VNet")

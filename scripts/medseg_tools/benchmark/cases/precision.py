@@ -64,13 +64,17 @@ class NetworkRecipe:
         inference_target: minimum bf16/fp32 speedup of the inference of one image (medians).
         training_target: minimum bf16/fp32 speedup of one training step (medians).
         targets_at_paper_width: the targets apply at the paper's width too (otherwise at the recipe's only).
+        overlay: a config of the bundle whose ``network_def`` (and ``inferer``) replace the bundle's, with the
+            rest of ``train.json`` (loss, optimizer, patches, batch): ``baseline_monai`` for the bundle's plain
+            MONAI baseline, which has one width (``paper_features`` ``None``).
     """
 
     bundle: str
-    paper_features: tuple[int, ...] = PAPER_WIDTHS
+    paper_features: tuple[int, ...] | None = PAPER_WIDTHS
     inference_target: float = 2.0
     training_target: float = 1.8
     targets_at_paper_width: bool = False
+    overlay: str | None = None
 
 
 RECIPES: dict[str, NetworkRecipe] = {
@@ -78,15 +82,31 @@ RECIPES: dict[str, NetworkRecipe] = {
     "AttentionResUNet": NetworkRecipe("attention_resunet_cell_segmentation"),
     "LGNet": NetworkRecipe("lgnet_covid_ct_segmentation"),
     "MCSAUNet": NetworkRecipe("mcsa_unet_nuclei_segmentation"),
+    # the plain MONAI baselines of issue 14 (BasicUNet 16-256) as each bundle trains and runs them
+    "BasicUNet-ISBI": NetworkRecipe("unet_em_segmentation", None, overlay="baseline_monai"),
+    "BasicUNet-PhC": NetworkRecipe("attention_resunet_cell_segmentation", None, overlay="baseline_monai"),
+    "BasicUNet-CT": NetworkRecipe("lgnet_covid_ct_segmentation", None, overlay="baseline_monai"),
+    "BasicUNet-MoNuSeg": NetworkRecipe("mcsa_unet_nuclei_segmentation", None, overlay="baseline_monai"),
 }
 #: what ``small=True`` sets (unless given): seconds for the whole run, for tests and a first look
 SMALL = {"width_divisor": 8, "train_batch_size": 1, "train_patch_size": 64, "image_size": 64}
 SMALL_PEAK = {"peak_channels": 16, "peak_size": 32, "peak_calls": 1}
 
 
-def _config(bundle: str, name: str) -> ConfigParser:
+def _config(bundle: str, name: str, overlay: str | None = None) -> ConfigParser:
+    """The bundle's config ``name``; with ``overlay``, the overlay's ``network_def`` and ``inferer`` replace its own
+    (the whole overlay is merged into ``train``: its loss, transforms and optimizer are the baseline's)."""
+    folder = BUNDLES_DIR / bundle / "configs"
     parser = ConfigParser()
-    parser.read_config(str(BUNDLES_DIR / bundle / "configs" / f"{name}.json"))
+    if overlay and name == "train":
+        parser.read_config([str(folder / f"{name}.json"), str(folder / f"{overlay}.json")])
+    else:
+        parser.read_config(str(folder / f"{name}.json"))
+        if overlay:
+            extra = ConfigParser.load_config_file(str(folder / f"{overlay}.json"))
+            for key in ("network_def", "inferer"):
+                if key in extra:
+                    parser[key] = extra[key]
     parser["bundle_root"] = str(BUNDLES_DIR / bundle)
     return parser
 
@@ -95,17 +115,23 @@ def _selected(networks: str | Sequence[str]) -> list[str]:
     """Network names (case-insensitive, or their bundle names) from ``"all"``, a comma-separated string or a list."""
     if isinstance(networks, str):
         networks = list(RECIPES) if networks == "all" else [n for n in networks.split(",") if n.strip()]
-    by_key = {name.lower(): name for name in RECIPES} | {r.bundle: name for name, r in RECIPES.items()}
+    by_key = {name.lower(): name for name in RECIPES}
+    by_key |= {r.bundle: name for name, r in RECIPES.items() if r.overlay is None}
     chosen = [by_key.get(str(n).strip().lower()) for n in networks]
     if not chosen or None in chosen:
         raise ValueError(f"unknown network(s) in {networks!r}; choose from {list(RECIPES)} (or their bundles).")
     return list(dict.fromkeys(chosen))
 
 
-def _widths(recipe_features: Sequence[int], paper: Sequence[int], which: str, divisor: int) -> dict[str, tuple]:
-    """The widths to run, by label: ``recipe``, ``paper``, or ``recipe = paper`` when they are the same."""
+def _widths(
+    recipe_features: Sequence[int], paper: Sequence[int] | None, which: str, divisor: int
+) -> dict[str, tuple]:
+    """The widths to run, by label: ``recipe``, ``paper``, or ``recipe = paper`` when they are the same; a network
+    without a paper width (``None``: the baselines) has its recipe's only."""
     if which not in ("both", "recipe", "paper"):
         raise ValueError(f"widths must be 'both', 'recipe' or 'paper', got {which!r}.")
+    if paper is None:
+        return {"recipe": tuple(max(1, int(f) // divisor) for f in recipe_features)}
     recipe, paper = (tuple(max(1, int(f) // divisor) for f in fs) for fs in (recipe_features, paper))
     if recipe == paper:
         return {"recipe = paper": recipe}
@@ -137,7 +163,7 @@ def _training_shape(train: ConfigParser, network: nn.Module, in_channels: int, p
     if patch:
         sizes = (patch, patch)
     elif value("train_output_size") is not None:
-        sizes = (int(value("train_output_size")) + 2 * int(network.border),) * 2
+        sizes = (int(value("train_output_size")) + 2 * int(getattr(network, "border", 0)),) * 2
     else:
         sizes = tuple(int(s) for s in (value("patch_size") or value("spatial_size")))
     if hasattr(network, "nearest_valid_tile_size"):
@@ -208,8 +234,12 @@ def _group(
     peaks: list[TimedCase],
 ) -> dict[str, Any]:
     """All rows of one network at one width: peaks, training step and inference, fp32 and bf16, interleaved."""
-    train, inference = _config(recipe.bundle, "train"), _config(recipe.bundle, "inference")
+    train = _config(recipe.bundle, "train", recipe.overlay)
+    inference = _config(recipe.bundle, "inference", recipe.overlay)
     train["features"] = inference["features"] = list(features)
+    if recipe.overlay:  # the baseline's widths are written in its network_def
+        for parser in (train, inference):
+            parser["network_def#features"] = [*features, features[0]]
     torch.manual_seed(options["seed"])
     network = train.get_parsed_content("network_def", lazy=False).to(memory_format=torch.channels_last)
     generator = torch.Generator().manual_seed(options["seed"] + 1)
@@ -451,7 +481,9 @@ def precision(
     groups = []
     for name in names:
         recipe = RECIPES[name]
-        recipe_features = _config(recipe.bundle, "train").get_parsed_content("features")
+        train = _config(recipe.bundle, "train", recipe.overlay)
+        features_id = "network_def#features" if recipe.overlay else "features"
+        recipe_features = list(train.get_parsed_content(features_id))[: 5 if recipe.overlay else None]
         for width, features in _widths(
             recipe_features, recipe.paper_features, widths, options["width_divisor"]
         ).items():
