@@ -16,6 +16,7 @@ mkdir -p "$OUT"
 # bundle | extra training config | shipped checkpoint | validation images (relative to DATA)
 CHECKS=(
   "unet_em_segmentation||models/model.pt|isbi2012_em/image/2[0-3].png"
+  "unet_em_segmentation|phc_cells.json|models/phc_cells/model.pt|phc_usiigaci/set29/raw.tif"
   "attention_resunet_cell_segmentation||models/model.pt|phc_usiigaci/set29/raw.tif"
   "lgnet_covid_ct_segmentation||models/model.pt|covid_medseg/Imgs/5[0-3].jpg"
   "mcsa_unet_nuclei_segmentation||models/model.pt|monuseg2018/images/TCGA-E2-A1B5-01Z-00-DX1.tif"

@@ -20,6 +20,7 @@ BUNDLES_DIR = REPO_ROOT / "bundles"
 # bundle, training configs, the shipped checkpoint folder, the prefix of its figures in eval_metrics, dataset
 SHIPPED = [
     ("unet_em_segmentation", ["train.json"], "models", "", "isbi2012_em"),
+    ("unet_em_segmentation", ["train.json", "phc_cells.json"], "models/phc_cells", "phc_cells/", "phc_usiigaci"),
     ("attention_resunet_cell_segmentation", ["train.json"], "models", "", "phc_usiigaci"),
     ("lgnet_covid_ct_segmentation", ["train.json"], "models", "", "covid_medseg"),
     ("mcsa_unet_nuclei_segmentation", ["train.json"], "models", "", "monuseg2018"),
