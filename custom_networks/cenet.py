@@ -45,7 +45,7 @@ class ResNetEncoder(nn.Module):
         self.act = get_act_layer(name=act)
         self.maxpool = Pool[Pool.MAX, spatial_dims](kernel_size=3, stride=2, padding=1)
         layers, previous = [], features[0]
-        for index, (width, count) in enumerate(zip(features, blocks)):
+        for index, (width, count) in enumerate(zip(features, blocks, strict=True)):
             stride = 1 if index == 0 else 2
             shortcut = None
             if stride != 1 or previous != width:

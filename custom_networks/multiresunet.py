@@ -14,7 +14,6 @@ import torch
 import torch.nn as nn
 from monai.networks.blocks import ADN, Convolution
 from monai.networks.layers.factories import Conv, Pool
-from monai.networks.layers.utils import get_dropout_layer
 
 from ._blocks import decoder_stages, unet_upsampling
 from ._input_checks import check_divisible_input, check_network_arguments, check_upsample_mode, dropout_or_none
