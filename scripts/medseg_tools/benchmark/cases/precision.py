@@ -154,7 +154,7 @@ def _validation_image(bundle: str, train: ConfigParser, inference: ConfigParser,
 
 def _training_shape(train: ConfigParser, network: nn.Module, in_channels: int, patch: int | None, batch: int | None):
     """``(N, C, H, W)`` of one training batch as the bundle's trainer forms it: ``batch_size`` images x crops per
-    image (``num_samples`` / ``patches_per_image``), of ``patch_size`` / ``spatial_size``, or for a valid-convolution
+    image (``num_samples`` / ``patches_per_image`` / ``crops_per_image``), of ``patch_size`` / ``spatial_size``, or for a valid-convolution
     U-Net ``train_output_size`` plus the border it loses."""
 
     def value(key: str) -> Any:
@@ -168,7 +168,7 @@ def _training_shape(train: ConfigParser, network: nn.Module, in_channels: int, p
         sizes = tuple(int(s) for s in (value("patch_size") or value("spatial_size")))
     if hasattr(network, "nearest_valid_tile_size"):
         sizes = tuple(network.nearest_valid_tile_size(s, mode="ceil") for s in sizes)
-    crops = value("num_samples") or value("patches_per_image") or 1
+    crops = value("num_samples") or value("patches_per_image") or value("crops_per_image") or 1
     return (batch or int(value("batch_size")) * int(crops), in_channels, *sizes)
 
 
