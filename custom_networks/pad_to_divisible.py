@@ -32,11 +32,14 @@ class PadToDivisible(nn.Module):
         self.divisor = divisor
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        sizes = x.shape[2:]
+        sizes: List[int] = list(x.shape[2:])
         pad: List[int] = []
-        for size in reversed(sizes):  # F.pad lists the last axis first
-            pad += [0, (self.divisor - size % self.divisor) % self.divisor]
-        if sum(pad) == 0:
+        padded = False
+        for axis in range(len(sizes) - 1, -1, -1):  # F.pad lists the last axis first
+            extra = (self.divisor - sizes[axis] % self.divisor) % self.divisor
+            pad += [0, extra]
+            padded = padded or extra > 0
+        if not padded:
             return self.network(x)
         y = self.network(F.pad(x, pad, mode="replicate"))
         if len(sizes) == 2:

@@ -84,3 +84,13 @@ def test_every_family_trains_one_step_in_every_bundle(bundle):
         loss.backward()
         grads = [p.grad for p in network.parameters() if p.grad is not None]
         assert grads and any(g.abs().sum() > 0 for g in grads), name
+
+
+@pytest.mark.parametrize("name", ["multiresunet", "cenet", "basicunet"])
+def test_padded_family_is_torchscript_able(name):
+    """Bundles export TorchScript: the padding wrapper scripts with the network inside it."""
+    torch.manual_seed(0)
+    net = build_network(name, 2, 1, 2, width=8).eval()
+    x = torch.rand(1, 1, 37, 50)
+    with torch.no_grad():
+        assert torch.allclose(torch.jit.script(net)(x), net(x), atol=1e-5)
