@@ -37,9 +37,11 @@ for check in "${CHECKS[@]}"; do
     --bundle_root "$B" --logging_file "$B/configs/logging.conf" --epochs 1 --val_interval 1 --amp True \
     --device "cuda:0" --ckpt_dir "$WORK/paper_models" --log_dir "$WORK/runs" --resume False) || { failed=1; continue; }
   # the inference config with the shipped weights; an extra config (e.g. phc_cells.json) may set its own widths
+  # and normalisation, which inference.json must then be told
   FEATURES=()
   if [ -n "$EXTRA" ]; then
     FEATURES=(--features "$("$PYTHON" -c "import json; print(json.load(open('$B/configs/$EXTRA'))['features'])")")
+    FEATURES+=(--norm "$("$PYTHON" -c "import json; print(json.load(open('$B/configs/$EXTRA'))['norm'])")")
   fi
   for device in cuda cpu; do
     LOG="$WORK/infer_$device.txt"

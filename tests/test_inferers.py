@@ -18,6 +18,7 @@ from transforms.inferers import (
     TileGeometry,
     declared_tile_geometry,
     estimate_activation_bytes,
+    meta_call,
     meta_copy_state,
     probe_tile_geometry,
 )
@@ -440,6 +441,28 @@ def test_split_uncertainty_batched_and_errors():
     with pytest.raises(ValueError, match="one uncertainty_key per key"):
         SplitUncertaintyd(keys=("a", "b", "c"), uncertainty_key=("x", "y"))
     assert np.array_equal(SplitUncertaintyd(allow_missing_keys=True)({"other": 1})["other"], 1)
+
+
+def test_meta_call_leaves_a_module_reached_under_two_names_on_its_device():
+    """MONAI's DynUNet keeps its encoder blocks in two lists; a meta forward pass must not leave them on meta."""
+    from monai.networks.nets import DynUNet
+
+    class TwoNames(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 2, 3, padding=1, bias=False)
+            self.alias = nn.ModuleList([self.conv])  # the same module under a second name, as DynUNet's skip_layers
+
+        def forward(self, x):
+            return self.alias[0](x)
+
+    network = TwoNames()
+    dynunet = DynUNet(2, 1, 2, kernel_size=[3, 3, 3], strides=[1, 2, 2], upsample_kernel_size=[2, 2])
+    for net in (network, dynunet):
+        output = meta_call(net, meta_copy_state(net), torch.empty(1, 1, 16, 16, device="meta"))
+        assert output.device.type == "meta" and output.shape[-2:] == (16, 16)
+        assert {p.device.type for p in net.parameters()} == {"cpu"}
+        net(torch.zeros(1, 1, 16, 16)).sum().backward()  # training after a probe: the failure this guards against
 
 
 def test_meta_copy_state_runs_forward_and_backward_without_touching_the_network():

@@ -18,6 +18,7 @@ from torch.overrides import TorchFunctionMode
 
 __all__ = [
     "TileGeometry",
+    "meta_call",
     "meta_copy_state",
     "output_spatial_shape",
     "declared_tile_geometry",
@@ -145,6 +146,17 @@ def meta_copy_state(network: nn.Module) -> dict[str, torch.Tensor]:
         meta = torch.empty_like(tensor, device="meta")
         state[name] = meta.requires_grad_(tensor.requires_grad) if tensor.is_floating_point() else meta
     return state
+
+
+def meta_call(network: nn.Module, state: dict[str, torch.Tensor], *args: Any) -> Any:
+    """``network(*args)`` with the stand-ins of :func:`meta_copy_state` (``torch.func.functional_call``).
+
+    ``tie_weights=False``: ``state`` names every tensor once, and a module reached under two names (MONAI's
+    ``DynUNet`` keeps its encoder blocks in two lists) must be swapped and restored once. With PyTorch's default,
+    both names are swapped in turn, the second one records the first one's meta stand-in as the original, and the
+    network is left with meta weights.
+    """
+    return functional_call(network, state, args, tie_weights=False)
 
 
 def _network_dtype(network: Any, default: torch.dtype) -> torch.dtype:
@@ -275,7 +287,7 @@ def probe_tile_geometry(
             try:
                 with torch.no_grad():
                     if target == "meta":
-                        output = functional_call(network, state, (torch.empty(shape, device="meta", dtype=dtype),))
+                        output = meta_call(network, state, torch.empty(shape, device="meta", dtype=dtype))
                     else:
                         output = network(torch.zeros(shape, device=target, dtype=dtype))
             except _ProbeError:
@@ -371,7 +383,7 @@ def estimate_activation_bytes(
             module.training = False
         state, tile = meta_copy_state(network), torch.empty(shape, device="meta", dtype=dtype)
         with torch.no_grad(), meter:
-            functional_call(network, state, (tile,))
+            meta_call(network, state, tile)
     except Exception:
         return None
     finally:

@@ -15,10 +15,9 @@ from typing import Any
 
 import torch
 import torch.nn as nn
-from torch.func import functional_call
 from torch.utils.flop_counter import FlopCounterMode
 
-from transforms.inferers import meta_copy_state
+from transforms.inferers import meta_call, meta_copy_state
 
 BENCHMARKS: dict[str, Callable[..., dict]] = {}
 
@@ -124,7 +123,7 @@ def convolution_flops(network: nn.Module, input_shape: Sequence[int], backward: 
     counter = FlopCounterMode(display=False)
     with counter:
         with torch.set_grad_enabled(backward):
-            output = functional_call(network, state, (torch.empty(tuple(input_shape), device="meta"),))
+            output = meta_call(network, state, torch.empty(tuple(input_shape), device="meta"))
             if backward:
                 output.sum().backward()
     counts = counter.get_flop_counts().get("Global", {})

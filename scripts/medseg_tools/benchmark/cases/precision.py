@@ -44,10 +44,16 @@ from medseg_tools.benchmark.harness import (
 from medseg_tools.benchmark.report import _precision_report
 from medseg_tools.paths import BUNDLES_DIR
 from monai.bundle import ConfigParser
-from torch.func import functional_call
 
 import transforms
-from transforms.inferers import Precision, PrecisionInferer, cpu_bf16_units, meta_copy_state, to_float32
+from transforms.inferers import (
+    Precision,
+    PrecisionInferer,
+    cpu_bf16_units,
+    meta_call,
+    meta_copy_state,
+    to_float32,
+)
 
 PAPER_WIDTHS = (64, 128, 256, 512, 1024)
 FP32, BF16 = Precision("cpu", None), Precision("cpu", torch.bfloat16)
@@ -123,9 +129,7 @@ def _selected(networks: str | Sequence[str]) -> list[str]:
     return list(dict.fromkeys(chosen))
 
 
-def _widths(
-    recipe_features: Sequence[int], paper: Sequence[int] | None, which: str, divisor: int
-) -> dict[str, tuple]:
+def _widths(recipe_features: Sequence[int], paper: Sequence[int] | None, which: str, divisor: int) -> dict[str, tuple]:
     """The widths to run, by label: ``recipe``, ``paper``, or ``recipe = paper`` when they are the same; a network
     without a paper width (``None``: the baselines) has its recipe's only."""
     if which not in ("both", "recipe", "paper"):
@@ -202,7 +206,7 @@ def _training_target(loss: Any, output_shape: Sequence[int], generator: torch.Ge
 
 def _meta_output_shape(network: nn.Module, shape: Sequence[int]) -> tuple[int, ...]:
     with torch.no_grad():
-        output = functional_call(network, meta_copy_state(network), (torch.empty(tuple(shape), device="meta"),))
+        output = meta_call(network, meta_copy_state(network), torch.empty(tuple(shape), device="meta"))
     return tuple(output.shape)
 
 
