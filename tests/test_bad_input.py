@@ -138,3 +138,13 @@ def test_check_checkpoint_fits_accepts_a_fitting_and_reports_a_foreign_state_dic
     check_checkpoint_fits(net, net.state_dict(), "same.pt")
     with pytest.raises(CheckpointMismatchError, match="not in the checkpoint"):
         check_checkpoint_fits(net, {"other.weight": torch.zeros(1)}, "foreign.pt")
+
+
+def test_checkpoint_of_another_norm_at_the_same_width_says_to_pass_norm():
+    """The phase-contrast U-Net (batch norm) loaded by the instance-norm inference.json: --norm, not --features."""
+    from custom_networks import UNet2015
+
+    batch = UNet2015(2, 1, 2, features=[4, 8, 16, 32, 64], padding="same", norm="batch")
+    instance = UNet2015(2, 1, 2, features=[4, 8, 16, 32, 64], padding="same", norm="instance")
+    with pytest.raises(CheckpointMismatchError, match="another normalisation; run with --norm batch"):
+        check_checkpoint_fits(instance, batch.state_dict(), "phc.pt", strict=True)

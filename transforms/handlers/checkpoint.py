@@ -232,6 +232,13 @@ def check_checkpoint_fits(
         lines.append(
             f"  {len(unexpected)} parameter(s) of the checkpoint are not in the network, e.g. {unexpected[0]!r}."
         )
+    if fix_hint is None and ckpt_text == net_text and (missing or unexpected):
+        # same widths, other layer names: the normalisation differs (batch norm keeps running statistics)
+        norm = "batch" if any(name.endswith("running_mean") for name in unexpected) else "<the checkpoint's norm>"
+        fix_hint = (
+            f"the widths match but the layers do not: the checkpoint was trained with another normalisation; run "
+            f"with --norm {norm}, or pass --ckpt_path of a checkpoint trained with this config's norm."
+        )
     if fix_hint is None:
         features = shlex.quote(str(ckpt_features)) if ckpt_features else "<its features>"
         fix_hint = (
