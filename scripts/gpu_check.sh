@@ -40,8 +40,9 @@ for check in "${CHECKS[@]}"; do
   # and normalisation, which inference.json must then be told
   FEATURES=()
   if [ -n "$EXTRA" ]; then
-    FEATURES=(--features "$("$PYTHON" -c "import json; print(json.load(open('$B/configs/$EXTRA'))['features'])")")
-    FEATURES+=(--norm "$("$PYTHON" -c "import json; print(json.load(open('$B/configs/$EXTRA'))['norm'])")")
+    read -r WIDTHS NORM < <("$PYTHON" -c "import json; c = json.load(open('$B/configs/$EXTRA'))
+print(json.dumps(c['features']).replace(' ', ''), c['norm'])")
+    FEATURES=(--features "$WIDTHS" --norm "$NORM")
   fi
   for device in cuda cpu; do
     LOG="$WORK/infer_$device.txt"
